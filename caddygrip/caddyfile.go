@@ -1,0 +1,152 @@
+package caddygrip
+
+import (
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+func init() {
+	// Before inserts at the anchor: registering grip_publish first gives
+	// grip_publish, grip, reverse_proxy, so no `order` line is needed.
+	httpcaddyfile.RegisterHandlerDirective("grip_publish", parsePublish)
+	httpcaddyfile.RegisterDirectiveOrder("grip_publish", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterHandlerDirective("grip", parseGrip)
+	httpcaddyfile.RegisterDirectiveOrder("grip", httpcaddyfile.Before, "reverse_proxy")
+}
+
+func parseGrip(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	g := new(Grip)
+	err := g.UnmarshalCaddyfile(h.Dispenser)
+	return g, err
+}
+
+func parsePublish(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	p := new(Publish)
+	err := p.UnmarshalCaddyfile(h.Dispenser)
+	return p, err
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	grip [<matcher>] {
+//		hub               <name>
+//		sig_key           <key>
+//		sig_iss           <issuer>
+//		upstream_key      <key>
+//		max_instruct_size <bytes>
+//		write_timeout     <duration>
+//	}
+func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "hub":
+			if !d.AllArgs(&g.Hub) {
+				return d.ArgErr()
+			}
+		case "sig_key":
+			if !d.AllArgs(&g.SigKey) {
+				return d.ArgErr()
+			}
+		case "sig_iss":
+			if !d.AllArgs(&g.SigIss) {
+				return d.ArgErr()
+			}
+		case "upstream_key":
+			if !d.AllArgs(&g.UpstreamKey) {
+				return d.ArgErr()
+			}
+		case "max_instruct_size":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			g.MaxInstructSize = n
+		case "write_timeout":
+			dur, err := durationArg(d)
+			if err != nil {
+				return err
+			}
+			g.WriteTimeout = dur
+		default:
+			return d.Errf("unrecognized grip option '%s'", opt)
+		}
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	grip_publish [<matcher>] {
+//		hub           <name>
+//		key           <bearer token>
+//		max_body_size <bytes>
+//	}
+func (p *Publish) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for d.NextBlock(0) {
+		opt := d.Val()
+		switch opt {
+		case "hub":
+			if !d.AllArgs(&p.Hub) {
+				return d.ArgErr()
+			}
+		case "key":
+			if !d.AllArgs(&p.Key) {
+				return d.ArgErr()
+			}
+		case "max_body_size":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			p.MaxBodySize = int64(n)
+		default:
+			return d.Errf("unrecognized grip_publish option '%s'", opt)
+		}
+	}
+	return nil
+}
+
+// intArg reads one positive integer argument.
+func intArg(d *caddyfile.Dispenser) (int, error) {
+	var s string
+	if !d.AllArgs(&s) {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n <= 0 {
+		return 0, d.Errf("%s: want a positive integer, got '%s'", d.Val(), s)
+	}
+	return n, nil
+}
+
+// durationArg reads one positive duration argument.
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	var s string
+	if !d.AllArgs(&s) {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: want a positive duration, got '%s'", d.Val(), s)
+	}
+	return caddy.Duration(dur), nil
+}
+
+// Interface guards
+var (
+	_ caddyfile.Unmarshaler = (*Grip)(nil)
+	_ caddyfile.Unmarshaler = (*Publish)(nil)
+)

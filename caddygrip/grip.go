@@ -1,0 +1,228 @@
+package caddygrip
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyevents"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+)
+
+func init() {
+	caddy.RegisterModule(Grip{})
+}
+
+// Defaults, as in Pushpin where Pushpin has one.
+const (
+	defaultMaxInstructSize = 100000
+	defaultSigIss          = "caddy-grip"
+	defaultWriteTimeout    = 10 * time.Second
+)
+
+// gripFeatures is sent to the origin in Grip-Feature: the GRIP features this
+// build implements, so that origins may rely on them.
+const gripFeatures = "status"
+
+// Grip is a middleware that makes the rest of its route a GRIP origin. It
+// signs and forwards each request through the route; when the response
+// carries GRIP instructions it holds the client connection in a hub and
+// pushes to it whatever is published to its channels. Other responses pass
+// through untouched and unbuffered.
+type Grip struct {
+	// Hub names the hub this handler subscribes clients in; grip_publish
+	// handlers naming the same hub publish to them. Default: "default".
+	Hub string `json:"hub,omitempty"`
+
+	// SigKey signs a Grip-Sig JWT on every request to the origin: a secret
+	// (HS256), "base64:<secret>", or "file:<path>" to a PEM key (EC gives
+	// ES256, RSA gives RS256). Requests are not signed when it is empty.
+	SigKey string `json:"sig_key,omitempty"`
+
+	// SigIss is the Grip-Sig issuer claim. Default: "caddy-grip".
+	SigIss string `json:"sig_iss,omitempty"`
+
+	// UpstreamKey verifies a Grip-Sig presented by the client. A client
+	// with a valid one is trusted (a GRIP proxy in front of this one): its
+	// Grip-* headers are kept and GRIP responses go back to it unprocessed.
+	// In the same forms as SigKey; a public key suffices.
+	UpstreamKey string `json:"upstream_key,omitempty"`
+
+	// MaxInstructSize caps the GRIP response body read from the origin, in
+	// bytes. Default: 100000, as in Pushpin.
+	MaxInstructSize int `json:"max_instruct_size,omitempty"`
+
+	// WriteTimeout bounds every write to a held client; a client that
+	// cannot take a write within it is disconnected. Default: 10s.
+	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
+
+	ref      hubRef
+	signer   *Signer
+	upstream *SigKey
+	logger   *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Grip) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.grip",
+		New: func() caddy.Module { return new(Grip) },
+	}
+}
+
+// Provision claims the hub, parses the keys and arranges the drain on exit.
+func (g *Grip) Provision(ctx caddy.Context) error {
+	g.logger = ctx.Logger()
+	repl := caddy.NewReplacer()
+	if g.SigIss == "" {
+		g.SigIss = defaultSigIss
+	}
+	if g.MaxInstructSize <= 0 {
+		g.MaxInstructSize = defaultMaxInstructSize
+	}
+	if g.WriteTimeout <= 0 {
+		g.WriteTimeout = caddy.Duration(defaultWriteTimeout)
+	}
+	if key := repl.ReplaceKnown(g.SigKey, ""); key != "" {
+		k, err := ParseSigKey(key)
+		if err != nil {
+			return fmt.Errorf("sig_key: %w", err)
+		}
+		if g.signer, err = NewSigner(k, repl.ReplaceKnown(g.SigIss, ""), 0); err != nil {
+			return fmt.Errorf("sig_key: %w", err)
+		}
+	}
+	if key := repl.ReplaceKnown(g.UpstreamKey, ""); key != "" {
+		k, err := ParseSigKey(key)
+		if err != nil {
+			return fmt.Errorf("upstream_key: %w", err)
+		}
+		g.upstream = k
+	}
+	if err := g.ref.acquire(g.Hub, g.logger); err != nil {
+		return fmt.Errorf("hub %q: %w", g.Hub, err)
+	}
+	return onExit(ctx, g.ref.hub.Drain)
+}
+
+// Cleanup releases the hub; held connections keep it alive across a reload.
+func (g *Grip) Cleanup() error {
+	g.ref.release()
+	return nil
+}
+
+// ServeHTTP forwards the request through the route and holds the client
+// when the origin answers with GRIP instructions.
+func (g *Grip) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if g.upstream != nil {
+		if sig := r.Header.Get("Grip-Sig"); sig != "" && g.upstream.Verify(sig) {
+			return next.ServeHTTP(w, r)
+		}
+	}
+	if isWebSocketEvents(r.Header) {
+		g.logger.Info("refused a client sending websocket events", zap.String("remote", r.RemoteAddr))
+		writeText(w, http.StatusForbidden, "Client not allowed to send WebSocket events directly.\n")
+		return nil
+	}
+	if err := g.prepareOriginRequest(r.Header); err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	s := &session{g: g, w: w, r: r}
+	rec := newRecorder(w, g.MaxInstructSize, s.decide)
+	err := next.ServeHTTP(rec, r)
+	switch rec.mode {
+	case modeUndecided, modePass:
+		return err
+	case modeStream:
+		return s.holdStream()
+	case modeDiscard:
+		return s.fail(s.err)
+	}
+	if err != nil {
+		return err
+	}
+	if rec.overflow {
+		return s.fail(&InstructError{Header: "body", Msg: fmt.Sprintf("GRIP instruct response too large (over %d bytes)", g.MaxInstructSize)})
+	}
+	return s.serveBuffered(rec.status, rec.buf.Bytes())
+}
+
+// prepareOriginRequest removes whatever GRIP headers the client sent, so
+// that nobody can forge instructions or signatures, and adds ours.
+func (g *Grip) prepareOriginRequest(h http.Header) error {
+	stripGripHeaders(h)
+	// Published content is never compressed, so the origin's initial body
+	// must not be either; an encode handler in front may compress it all.
+	h.Del("Accept-Encoding")
+	h.Set("Grip-Feature", gripFeatures)
+	if g.signer != nil {
+		tok, err := g.signer.Token()
+		if err != nil {
+			return fmt.Errorf("signing Grip-Sig: %w", err)
+		}
+		h.Set("Grip-Sig", tok)
+	}
+	return nil
+}
+
+// Handle drains the hub when Caddy exits, so that held responses end
+// within the grace period instead of holding the shutdown open.
+type exitDrainer func()
+
+// Handle implements caddyevents.Handler.
+func (d exitDrainer) Handle(context.Context, caddy.Event) error {
+	if caddy.Exiting() {
+		d()
+	}
+	return nil
+}
+
+// onExit runs drain when this config is stopped because the process exits
+// (and not on a reload, where held connections carry on).
+func onExit(ctx caddy.Context, drain func()) error {
+	app, err := ctx.App("events")
+	if err != nil {
+		return fmt.Errorf("loading events app: %w", err)
+	}
+	return app.(*caddyevents.App).On("stopping", exitDrainer(drain))
+}
+
+// stripGripHeaders deletes every Grip-* header. Header keys are canonical,
+// so a prefix test on them suffices.
+func stripGripHeaders(h http.Header) {
+	for k := range h {
+		if len(k) > 5 && strings.EqualFold(k[:5], "grip-") {
+			delete(h, k)
+		}
+	}
+}
+
+// isWebSocketEvents reports a client posting WebSocket-over-HTTP events.
+func isWebSocketEvents(h http.Header) bool {
+	ct := h.Get("Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.EqualFold(strings.TrimSpace(ct), "application/websocket-events")
+}
+
+// writeText answers with a short plain-text body.
+func writeText(w http.ResponseWriter, status int, body string) {
+	h := w.Header()
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("Content-Length", fmt.Sprint(len(body)))
+	w.WriteHeader(status)
+	_, _ = w.Write([]byte(body))
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Grip)(nil)
+	_ caddy.CleanerUpper          = (*Grip)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Grip)(nil)
+	_ caddyevents.Handler         = exitDrainer(nil)
+)

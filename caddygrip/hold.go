@@ -1,0 +1,341 @@
+package caddygrip
+
+import (
+	"errors"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/caddy-grip/grip/hub"
+)
+
+// session is one client request under a grip handler, from the origin's
+// answer to the end of the hold.
+type session struct {
+	g    *Grip
+	w    http.ResponseWriter
+	r    *http.Request
+	inst *Instruct
+	sub  *hub.Subscriber
+	err  error // instructions rejected while deciding
+
+	// originHeader is the origin's GRIP reply headers, kept aside so they
+	// never reach the client as they are.
+	originHeader http.Header
+}
+
+// decide runs when the origin writes its status: it recognises GRIP
+// replies, keeps the origin's headers out of the client's header map, and
+// starts a stream hold at once when the headers alone describe it, so that
+// the initial body streams through unbuffered.
+func (s *session) decide(status int, h http.Header) recMode {
+	if !IsGrip(h) {
+		return modePass
+	}
+	origin := h.Clone()
+	clear(h)
+	if !isHeaderStreamHold(origin) {
+		s.originHeader = origin
+		return modeBuffer
+	}
+	inst, err := ParseInstruct(status, origin, nil, s.requestURL())
+	if err != nil {
+		s.err = err
+		return modeDiscard
+	}
+	s.inst = inst
+	s.subscribe(hub.KindStream)
+	s.writeHead(inst.Status, inst.Header)
+	return modeStream
+}
+
+// isHeaderStreamHold reports a stream hold given by headers alone.
+func isHeaderStreamHold(h http.Header) bool {
+	return h.Get("Grip-Hold") == "stream" && !isInstructType(h.Get("Content-Type"))
+}
+
+func isInstructType(ct string) bool {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.EqualFold(strings.TrimSpace(ct), "application/grip-instruct")
+}
+
+// serveBuffered handles a GRIP reply whose body was buffered.
+func (s *session) serveBuffered(status int, body []byte) error {
+	inst, err := ParseInstruct(status, s.originHeader, body, s.requestURL())
+	if err != nil {
+		return s.fail(err)
+	}
+	s.inst = inst
+	switch inst.Hold {
+	case HoldResponse:
+		return s.holdResponse()
+	case HoldStream:
+		s.subscribe(hub.KindStream)
+		s.writeHead(inst.Status, inst.Header)
+		if _, err := s.w.Write(inst.Body); err != nil {
+			s.done()
+			return nil
+		}
+		return s.holdStream()
+	}
+	s.respond(inst.Status, inst.Header, inst.Body)
+	return nil
+}
+
+// subscribe joins the hub before anything is written to the client, so no
+// item published after the origin answered can be missed.
+func (s *session) subscribe(kind hub.Kind) {
+	s.sub = hub.NewSubscriber(kind)
+	h := s.g.ref.hub
+	for _, c := range s.inst.Channels {
+		h.Subscribe(s.sub, c.Name)
+	}
+}
+
+// done leaves the hub.
+func (s *session) done() {
+	if s.sub != nil {
+		s.g.ref.hub.UnsubscribeAll(s.sub)
+	}
+}
+
+// holdResponse waits for the first published http-response, the timeout,
+// or the client leaving (long-polling).
+func (s *session) holdResponse() error {
+	s.subscribe(hub.KindResponse)
+	defer s.done()
+	timer := time.NewTimer(s.inst.Timeout)
+	defer timer.Stop()
+	var batch []hub.Delivery
+	for {
+		select {
+		case <-s.sub.Ready():
+			batch = s.sub.Take(batch[:0])
+			for _, d := range batch {
+				if f := d.Item.HTTPResponse; f.Action == hub.ActionSend {
+					s.respondPublished(f)
+					return nil
+				}
+			}
+		case <-timer.C:
+			s.respond(s.inst.Status, s.inst.Header, s.inst.Body)
+			return nil
+		case <-s.sub.Closed():
+			s.respond(s.inst.Status, s.inst.Header, s.inst.Body)
+			return nil
+		case <-s.r.Context().Done():
+			return nil
+		}
+	}
+}
+
+// holdStream appends each published http-stream item to the response,
+// coalescing whatever queued up into one flush, with keep-alives between.
+// The headers and initial body have been written.
+func (s *session) holdStream() error {
+	defer s.done()
+	rc := http.NewResponseController(s.w)
+	if err := rc.Flush(); err != nil {
+		return nil
+	}
+	ka := newKeepAliveTimer(s.inst.KeepAlive)
+	defer ka.stop()
+	var batch []hub.Delivery
+	for {
+		select {
+		case <-s.sub.Ready():
+			batch = s.sub.Take(batch[:0])
+			_ = rc.SetWriteDeadline(time.Now().Add(time.Duration(s.g.WriteTimeout)))
+			closing := false
+			for _, d := range batch {
+				f := d.Item.HTTPStream
+				if f.Action == hub.ActionClose {
+					closing = true
+					break
+				}
+				if f.Action == hub.ActionSend && len(f.Content) > 0 {
+					if _, err := s.w.Write(f.Content); err != nil {
+						return s.dropClient("write", err)
+					}
+				}
+			}
+			if err := rc.Flush(); err != nil {
+				return s.dropClient("flush", err)
+			}
+			if closing {
+				return nil
+			}
+			ka.sent()
+		case <-ka.c():
+			_ = rc.SetWriteDeadline(time.Now().Add(time.Duration(s.g.WriteTimeout)))
+			if _, err := s.w.Write(s.inst.KeepAlive.Data); err != nil {
+				return s.dropClient("keep-alive", err)
+			}
+			if err := rc.Flush(); err != nil {
+				return s.dropClient("flush", err)
+			}
+			ka.fired()
+		case <-s.sub.Closed():
+			if s.sub.Reason() == hub.ReasonSlow {
+				// The DisconnectSlow policy: cut the connection rather than
+				// end the body as if the stream were complete.
+				panic(http.ErrAbortHandler)
+			}
+			return nil
+		case <-s.r.Context().Done():
+			return nil
+		}
+	}
+}
+
+// dropClient ends a hold whose client stopped taking writes; the connection
+// is aborted so the client cannot mistake it for a complete response.
+func (s *session) dropClient(op string, err error) error {
+	if s.r.Context().Err() == nil {
+		if c := s.g.logger.Check(zap.DebugLevel, "dropping held client"); c != nil {
+			c.Write(zap.String("op", op), zap.Error(err), zap.String("remote", s.r.RemoteAddr))
+		}
+		panic(http.ErrAbortHandler)
+	}
+	return nil
+}
+
+// respondPublished answers a response hold with a published http-response:
+// its headers merged over the held response's, its own status and body.
+func (s *session) respondPublished(f *hub.HTTPResponse) {
+	h := s.inst.Header.Clone()
+	for i, hd := range f.Headers {
+		name := http.CanonicalHeaderKey(hd.Name)
+		if isGripHeader(name) {
+			continue
+		}
+		if firstOccurrence(f.Headers, i) {
+			h.Del(name)
+		}
+		h.Add(name, hd.Value)
+	}
+	code := f.Code
+	if code == 0 {
+		code = http.StatusOK
+	}
+	s.respond(code, h, f.Body)
+}
+
+// firstOccurrence reports whether headers[i] is the first with its name.
+func firstOccurrence(headers []hub.Header, i int) bool {
+	for j := range i {
+		if strings.EqualFold(headers[j].Name, headers[i].Name) {
+			return false
+		}
+	}
+	return true
+}
+
+func isGripHeader(name string) bool {
+	return len(name) > 5 && strings.EqualFold(name[:5], "grip-")
+}
+
+// respond writes a complete response.
+func (s *session) respond(status int, h http.Header, body []byte) {
+	s.writeHead(status, h)
+	_, _ = s.w.Write(body)
+}
+
+// writeHead replaces the client's headers with h and writes the status.
+// Content-Length is recomputed: a hold's body is never the origin's.
+func (s *session) writeHead(status int, h http.Header) {
+	dst := s.w.Header()
+	clear(dst)
+	for k, v := range h {
+		dst[k] = v
+	}
+	dst.Del("Content-Length")
+	if status <= 0 {
+		status = http.StatusOK
+	}
+	s.w.WriteHeader(status)
+}
+
+// fail answers 502 for instructions the origin got wrong, and logs it.
+func (s *session) fail(err error) error {
+	s.g.logger.Error("invalid GRIP instructions from origin",
+		zap.Error(err), zap.String("uri", s.r.RequestURI))
+	msg := err.Error()
+	var ie *InstructError
+	if errors.As(err, &ie) && ie.Header != "" && !strings.Contains(msg, ie.Header) {
+		msg = ie.Header + ": " + msg
+	}
+	clear(s.w.Header())
+	writeText(s.w, http.StatusBadGateway, "Error while proxying to origin: "+msg+"\n")
+	return nil
+}
+
+// requestURL is the absolute URL the client asked for; relative Grip-Link
+// targets resolve against it.
+func (s *session) requestURL() *url.URL {
+	u := *s.r.URL
+	u.Host = s.r.Host
+	u.Scheme = "http"
+	if s.r.TLS != nil {
+		u.Scheme = "https"
+	}
+	return &u
+}
+
+// keepAliveTimer sends a stream's keep-alive data after a jittered timeout,
+// restarted by published sends in idle mode and free-running in interval
+// mode, as in Pushpin.
+type keepAliveTimer struct {
+	ka *KeepAlive
+	t  *time.Timer
+}
+
+func newKeepAliveTimer(ka *KeepAlive) *keepAliveTimer {
+	k := &keepAliveTimer{ka: ka}
+	if ka != nil {
+		k.t = time.NewTimer(k.next())
+	}
+	return k
+}
+
+// next is the timeout less up to a second of jitter, so that many streams
+// set up together do not all wake together.
+func (k *keepAliveTimer) next() time.Duration {
+	d := k.ka.Timeout - time.Duration(rand.Int64N(int64(time.Second)))
+	if d < 100*time.Millisecond {
+		d = 100 * time.Millisecond
+	}
+	return d
+}
+
+// c is the channel to select on; nil (never ready) without keep-alives.
+func (k *keepAliveTimer) c() <-chan time.Time {
+	if k.t == nil {
+		return nil
+	}
+	return k.t.C
+}
+
+// sent restarts the timer after published content, in idle mode.
+func (k *keepAliveTimer) sent() {
+	if k.t != nil && k.ka.Mode == KeepAliveIdle {
+		k.t.Reset(k.next())
+	}
+}
+
+// fired re-arms the timer after a keep-alive went out.
+func (k *keepAliveTimer) fired() {
+	k.t.Reset(k.next())
+}
+
+func (k *keepAliveTimer) stop() {
+	if k.t != nil {
+		k.t.Stop()
+	}
+}

@@ -1,0 +1,41 @@
+package hub
+
+// Bus is the seam between nodes: Hub.Publish hands items to the bus, and the
+// bus hands them to the receive path (Hub.Receive) of every node that follows
+// their channels, this one included. The in-memory bus and the NATS bus
+// implement it; nothing else knows which one runs.
+type Bus interface {
+	// Publish sends items to every node that follows their channels,
+	// including this one.
+	Publish(items []*Item) error
+	// Follow tells the bus this node now has local subscribers on channel.
+	// It must not call the Receiver synchronously (see LOCKS.md); after a
+	// failed Follow the hub retries on the channel's next change.
+	Follow(channel string) error
+	// Unfollow tells the bus this node no longer has any on channel.
+	Unfollow(channel string) error
+	// Close releases the bus; the hub closes its bus when it is closed or
+	// replaced.
+	Close() error
+}
+
+// Receiver is the receive path a bus calls with items arriving for followed
+// channels; normally Hub.Receive.
+type Receiver func(items []*Item)
+
+// NewLocalBus returns the in-memory single-node bus: Publish calls recv
+// directly and synchronously, and following is a no-op.
+func NewLocalBus(recv Receiver) Bus { return &localBus{recv: recv} }
+
+type localBus struct{ recv Receiver }
+
+func (b *localBus) Publish(items []*Item) error {
+	if b.recv != nil {
+		b.recv(items)
+	}
+	return nil
+}
+
+func (b *localBus) Follow(string) error   { return nil }
+func (b *localBus) Unfollow(string) error { return nil }
+func (b *localBus) Close() error          { return nil }

@@ -1,0 +1,391 @@
+package hub
+
+import (
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Config holds the hub's limits and windows; Configure swaps it live.
+type Config struct {
+	// QueueBytes is how many bytes (Item.Cost) may wait in one subscriber's
+	// queue before it is disconnected as slow; default 1<<20.
+	QueueBytes int
+	// QueueItems is how many items may wait in one subscriber's queue before
+	// it is disconnected as slow; default 1000.
+	QueueItems int
+	// IDCacheTTL is the de-duplication window for (channel, id); default
+	// 60s, negative disables de-duplication.
+	IDCacheTTL time.Duration
+	// MessageWait is how long the sequencer holds an out-of-order item
+	// before delivering it anyway; default 5s.
+	MessageWait time.Duration
+	// SequencerMax is how many out-of-order items the sequencer holds per
+	// channel; default 100.
+	SequencerMax int
+}
+
+// Defaults, from Pushpin where it has one (see GRIP-REFERENCE.md #24, #25, #54).
+const (
+	DefaultQueueBytes   = 1 << 20
+	DefaultQueueItems   = 1000
+	DefaultIDCacheTTL   = 60 * time.Second
+	DefaultMessageWait  = 5 * time.Second
+	DefaultSequencerMax = 100
+)
+
+// WithDefaults returns c with every zero (or invalid) field set to its
+// default; a negative IDCacheTTL is kept, since it disables de-duplication.
+func (c Config) WithDefaults() Config {
+	if c.QueueBytes <= 0 {
+		c.QueueBytes = DefaultQueueBytes
+	}
+	if c.QueueItems <= 0 {
+		c.QueueItems = DefaultQueueItems
+	}
+	if c.IDCacheTTL == 0 {
+		c.IDCacheTTL = DefaultIDCacheTTL
+	}
+	if c.MessageWait <= 0 {
+		c.MessageWait = DefaultMessageWait
+	}
+	if c.SequencerMax <= 0 {
+		c.SequencerMax = DefaultSequencerMax
+	}
+	return c
+}
+
+// Stats is a snapshot of the hub's gauges and counters, for metrics.
+type Stats struct {
+	// Channels and Subscribers are current gauges (channels with local
+	// subscribers; subscribers with at least one channel).
+	Channels, Subscribers int
+	// Published counts items given to Publish on this node.
+	Published uint64
+	// Delivered counts deliveries: items enqueued to a subscriber.
+	Delivered uint64
+	// Duplicates counts items dropped by the (channel, id) de-dup window.
+	Duplicates uint64
+	// Reordered counts items the sequencer held and delivered later, whether
+	// their predecessor arrived or MessageWait ran out.
+	Reordered uint64
+	// SequencerTimeouts counts the held items delivered because MessageWait
+	// ran out (a subset of Reordered).
+	SequencerTimeouts uint64
+	// SlowDisconnects counts subscribers ended with ReasonSlow.
+	SlowDisconnects uint64
+	// SequencerDropped counts held or to-be-held items the sequencer
+	// dropped: a second item on the same prev-id, the SequencerMax limit, or
+	// the channel losing its last subscriber.
+	SequencerDropped uint64
+}
+
+// Hub holds channels and their subscribers on one node: it de-duplicates,
+// sequences and fans out published items. All methods are safe for
+// concurrent use.
+type Hub struct {
+	cfg   atomic.Pointer[Config]
+	log   atomic.Pointer[zap.Logger]
+	bus   atomic.Pointer[busBox]
+	busMu sync.Mutex // serialises SetBus and Close of the bus
+
+	seed   maphash.Seed
+	epoch  time.Time // origin of the monotonic clock the de-dup cache uses
+	shards [numShards]shard
+	dedup  *dedup
+	closed atomic.Bool
+
+	channels, subscribers atomic.Int64
+
+	published, delivered, duplicates, reordered atomic.Uint64
+	sequencerTimeouts, slowDisconnects          atomic.Uint64
+	sequencerDropped                            atomic.Uint64
+}
+
+type busBox struct{ b Bus }
+
+// New returns a hub with cfg (defaults filled in) and a local bus.
+func New(cfg Config) *Hub {
+	h := &Hub{seed: maphash.MakeSeed(), epoch: time.Now(), dedup: newDedup()}
+	for i := range h.shards {
+		h.shards[i].m = make(map[string]*channel)
+		h.shards[i].followed = make(map[string]struct{})
+	}
+	h.Configure(cfg)
+	h.bus.Store(&busBox{NewLocalBus(h.Receive)})
+	return h
+}
+
+// Configure replaces the configuration atomically (used on every Caddy
+// reload). Items being received keep the configuration they started with.
+func (h *Hub) Configure(cfg Config) {
+	cfg = cfg.WithDefaults()
+	h.cfg.Store(&cfg)
+}
+
+func (h *Hub) config() *Config { return h.cfg.Load() }
+
+// SetLogger sets the logger; nil means no logging.
+func (h *Hub) SetLogger(l *zap.Logger) { h.log.Store(l) }
+
+func (h *Hub) logger() *zap.Logger { return h.log.Load() }
+
+func (h *Hub) currentBus() Bus { return h.bus.Load().b }
+
+// SetBus makes b the bus that Publish sends through, tells it to follow
+// every channel that has local subscribers, and closes the previous bus.
+// nil restores a local bus.
+func (h *Hub) SetBus(b Bus) {
+	if b == nil {
+		b = NewLocalBus(h.Receive)
+	}
+	h.busMu.Lock()
+	defer h.busMu.Unlock()
+	old := h.bus.Swap(&busBox{b})
+	for i := range h.shards {
+		sh := &h.shards[i]
+		sh.fmu.Lock()
+		clear(sh.followed)
+		sh.mu.RLock()
+		chans := make([]*channel, 0, len(sh.m))
+		for _, c := range sh.m {
+			chans = append(chans, c)
+		}
+		sh.mu.RUnlock()
+		for _, c := range chans {
+			if err := b.Follow(c.name); err != nil {
+				c.followed.Store(false)
+				h.logError("bus follow failed", c.name, err)
+				continue
+			}
+			sh.followed[c.name] = struct{}{}
+			c.followed.Store(true)
+		}
+		sh.fmu.Unlock()
+	}
+	if old != nil && old.b != b {
+		if err := old.b.Close(); err != nil {
+			h.logError("closing previous bus failed", "", err)
+		}
+	}
+}
+
+func (h *Hub) hash(name string) uint64 { return maphash.String(h.seed, name) }
+
+// Subscribe adds s to channel. On a closed hub it ends s at once with
+// ReasonHubClosed; an ended subscriber or one of an unknown kind is ignored.
+func (h *Hub) Subscribe(s *Subscriber, channel string) {
+	if s == nil || !s.kind.valid() {
+		return
+	}
+	if h.closed.Load() {
+		s.end(ReasonHubClosed)
+		return
+	}
+	hash := h.hash(channel)
+	for {
+		c, created := h.getOrCreate(hash, channel)
+		c.mu.Lock()
+		if c.dead {
+			c.mu.Unlock()
+			continue
+		}
+		removed := !c.addLocked(s) && c.removeIfEmptyLocked()
+		c.mu.Unlock()
+		if created || removed || !c.followed.Load() {
+			h.syncFollow(hash, channel)
+		}
+		break
+	}
+	// Close sets closed before it ends everyone; if it ran after our first
+	// check, either its sweep saw s or this check sees the flag.
+	if h.closed.Load() {
+		s.end(ReasonHubClosed)
+		h.UnsubscribeAll(s)
+	}
+}
+
+// Unsubscribe removes s from channel; the channel goes away with its last
+// subscriber, and with it the channel's last id and held items.
+func (h *Hub) Unsubscribe(s *Subscriber, channel string) {
+	if s == nil {
+		return
+	}
+	hash := h.hash(channel)
+	for {
+		c := h.lookup(hash, channel)
+		if c == nil {
+			return
+		}
+		c.mu.Lock()
+		if c.dead {
+			c.mu.Unlock()
+			continue
+		}
+		c.removeLocked(s)
+		removed := c.removeIfEmptyLocked()
+		c.mu.Unlock()
+		if removed {
+			h.syncFollow(hash, channel)
+		}
+		return
+	}
+}
+
+// UnsubscribeAll removes s from every channel; the holder defers it for
+// when the connection ends.
+func (h *Hub) UnsubscribeAll(s *Subscriber) {
+	if s == nil {
+		return
+	}
+	for _, name := range s.Channels() {
+		h.Unsubscribe(s, name)
+	}
+}
+
+// Publish sends items through the bus to every node that follows their
+// channels. With the local bus it returns once every item is enqueued to
+// subscribers or held by the sequencer; it never blocks on a subscriber.
+// Nil items are skipped.
+func (h *Hub) Publish(items []*Item) {
+	n := 0
+	for _, it := range items {
+		if it != nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	h.published.Add(uint64(n))
+	if err := h.currentBus().Publish(items); err != nil {
+		h.logError("bus publish failed", items[0].Channel, err)
+	}
+}
+
+// Receive is the hub's receive path, the Receiver a bus calls with items
+// arriving for this node: per item de-dup, then the sequencer, then fan-out.
+// Consecutive items on one channel are handled under one lock, so a racing
+// Subscribe gets all of them or a suffix, never a gap.
+func (h *Hub) Receive(items []*Item) {
+	b := batch{h: h, cfg: h.config(), now: time.Now()}
+	for i := 0; i < len(items); {
+		if items[i] == nil {
+			i++
+			continue
+		}
+		name := items[i].Channel
+		j := i + 1
+		for j < len(items) && items[j] != nil && items[j].Channel == name {
+			j++
+		}
+		h.receiveRun(&b, name, items[i:j])
+		i = j
+	}
+	b.finish()
+}
+
+// receiveRun handles items that all belong to channel name.
+func (h *Hub) receiveRun(b *batch, name string, run []*Item) {
+	hash := h.hash(name)
+	var c *channel
+	for {
+		if c = h.lookup(hash, name); c == nil {
+			break
+		}
+		c.mu.Lock()
+		if !c.dead {
+			break
+		}
+		c.mu.Unlock()
+	}
+	ttl := b.cfg.IDCacheTTL
+	now := int64(b.now.Sub(h.epoch))
+	for _, it := range run {
+		if it.ID != "" && ttl > 0 && h.dedup.check(hash, name, it.ID, now, ttl) {
+			h.duplicates.Add(1)
+			continue
+		}
+		if c != nil {
+			c.receiveLocked(b, it)
+		}
+	}
+	if c != nil {
+		c.mu.Unlock()
+	}
+}
+
+// LastID returns the id of the last item delivered in sequence on channel,
+// for prev-id recovery; known is false when there is none (no subscribers,
+// nothing sequenced yet, or the last item had no id).
+func (h *Hub) LastID(channel string) (id string, known bool) {
+	hash := h.hash(channel)
+	for {
+		c := h.lookup(hash, channel)
+		if c == nil {
+			return "", false
+		}
+		c.mu.Lock()
+		dead := c.dead
+		id, known = c.seq.lastID, c.seq.lastKnown
+		c.mu.Unlock()
+		if !dead {
+			return id, known
+		}
+	}
+}
+
+// Drain ends every current subscriber with ReasonDrain, for shutdown.
+func (h *Hub) Drain() { h.endAll(ReasonDrain) }
+
+// Close ends every subscriber with ReasonHubClosed, drops held items (and
+// their timers) and closes the bus; later Subscribe calls end the subscriber
+// at once. Calling it again does nothing.
+func (h *Hub) Close() {
+	if !h.closed.CompareAndSwap(false, true) {
+		return
+	}
+	h.endAll(ReasonHubClosed)
+	h.busMu.Lock()
+	defer h.busMu.Unlock()
+	if err := h.currentBus().Close(); err != nil {
+		h.logError("closing bus failed", "", err)
+	}
+}
+
+// endAll ends every subscriber of every channel with reason and removes them.
+func (h *Hub) endAll(reason CloseReason) {
+	var ended []*Subscriber
+	for _, c := range h.allChannels() {
+		c.mu.Lock()
+		for k := range c.subs {
+			for _, s := range c.subs[k] {
+				if s.end(reason) {
+					ended = append(ended, s)
+				}
+			}
+		}
+		c.mu.Unlock()
+	}
+	for _, s := range ended {
+		h.UnsubscribeAll(s)
+	}
+}
+
+// Stats returns a snapshot of the gauges and counters.
+func (h *Hub) Stats() Stats {
+	return Stats{
+		Channels:          int(h.channels.Load()),
+		Subscribers:       int(h.subscribers.Load()),
+		Published:         h.published.Load(),
+		Delivered:         h.delivered.Load(),
+		Duplicates:        h.duplicates.Load(),
+		Reordered:         h.reordered.Load(),
+		SequencerTimeouts: h.sequencerTimeouts.Load(),
+		SlowDisconnects:   h.slowDisconnects.Load(),
+		SequencerDropped:  h.sequencerDropped.Load(),
+	}
+}

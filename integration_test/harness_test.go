@@ -1,0 +1,224 @@
+// Package integration_test runs caddy-grip inside a real Caddy, in this
+// process, with real clients and origins. Caddy is one instance per
+// process, so these tests never run in parallel; every loadCaddyfile is a
+// real config reload.
+package integration_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	_ "github.com/caddy-grip/grip/caddygrip"
+)
+
+// Ports of the in-process Caddy: a site for clients and a private one for
+// publishing, away from any other Caddy on the machine.
+const (
+	caddyPort   = 19480
+	publishPort = 19481
+)
+
+var (
+	caddyURL   = fmt.Sprintf("http://127.0.0.1:%d", caddyPort)
+	publishURL = fmt.Sprintf("http://127.0.0.1:%d/publish/", publishPort)
+)
+
+// globalOptions keep the test Caddy local: no admin endpoint, no TLS, no
+// saved config.
+const globalOptions = `{
+	admin off
+	auto_https off
+	persist_config off
+	grace_period 3s
+	log {
+		level ERROR
+	}
+}
+`
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	_ = caddy.Stop()
+	os.Exit(code)
+}
+
+// loadCaddyfile adapts a Caddyfile (after the global options) and loads it,
+// replacing whatever config ran before.
+func loadCaddyfile(t testing.TB, caddyfile string) {
+	t.Helper()
+	adapter := caddyconfig.GetAdapter("caddyfile")
+	cfg, _, err := adapter.Adapt([]byte(globalOptions+caddyfile), nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v\n%s", err, caddyfile)
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+}
+
+// gripSite is the usual set-up: a publish listener and a client site whose
+// route is grip in front of reverse_proxy to origin.
+func gripSite(origin string, gripOptions string) string {
+	return fmt.Sprintf(`
+http://127.0.0.1:%d {
+	grip_publish
+}
+http://127.0.0.1:%d {
+	grip {
+		%s
+	}
+	reverse_proxy %s
+}
+`, publishPort, caddyPort, gripOptions, strings.TrimPrefix(origin, "http://"))
+}
+
+// startOrigin runs an origin for the test.
+func startOrigin(t testing.TB, h http.HandlerFunc) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// publisher opens a connection per publish: a reload closes idle
+// connections, and a POST on one that just closed is not retried.
+var publisher = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+
+// publish posts a publish body and fails the test unless it is accepted.
+func publish(t testing.TB, body string) {
+	t.Helper()
+	status, text := publishRaw(t, body, nil)
+	if status != http.StatusOK {
+		t.Fatalf("publish: %d %q", status, text)
+	}
+}
+
+// publishRaw posts to the publish endpoint and returns the status and body.
+func publishRaw(t testing.TB, body string, header http.Header) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, publishURL, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := publisher.Do(req)
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// streamItem is a publish body with one http-stream item.
+func streamItem(channel, content string) string {
+	return fmt.Sprintf(`{"items":[{"channel":%q,"formats":{"http-stream":{"content":%q}}}]}`, channel, content)
+}
+
+// responseItem is a publish body with one http-response item.
+func responseItem(channel, body string) string {
+	return fmt.Sprintf(`{"items":[{"channel":%q,"formats":{"http-response":{"body":%q}}}]}`, channel, body)
+}
+
+// eventually polls cond until it holds, failing the test if it never does
+// within a generous bound (a hang guard, not a performance assertion).
+func eventually(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("gave up waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// stream is a client reading a held response body as it arrives.
+type stream struct {
+	resp  *http.Response
+	lines chan string
+	done  chan struct{}
+	buf   bytes.Buffer
+}
+
+// openStream GETs url and reads its body line by line in the background.
+func openStream(t testing.TB, url string, header http.Header) *stream {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, url, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	s := &stream{resp: resp, lines: make(chan string, 10000), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer close(s.lines)
+		r := bufio.NewReader(resp.Body)
+		for {
+			line, err := r.ReadString('\n')
+			if line != "" {
+				s.lines <- line
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	t.Cleanup(func() { resp.Body.Close() })
+	return s
+}
+
+// next returns the next line, failing the test if the stream ends first.
+func (s *stream) next(t testing.TB) string {
+	t.Helper()
+	select {
+	case line, ok := <-s.lines:
+		if !ok {
+			t.Fatalf("stream ended early")
+		}
+		return line
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no line arrived")
+	}
+	return ""
+}
+
+// ended waits for the body to end and returns what remained unread.
+func (s *stream) ended(t testing.TB) []string {
+	t.Helper()
+	var rest []string
+	for {
+		select {
+		case line, ok := <-s.lines:
+			if !ok {
+				return rest
+			}
+			rest = append(rest, line)
+		case <-time.After(20 * time.Second):
+			t.Fatalf("stream did not end")
+		}
+	}
+}
