@@ -55,14 +55,7 @@ func (s *session) decide(status int, h http.Header) recMode {
 
 // isHeaderStreamHold reports a stream hold given by headers alone.
 func isHeaderStreamHold(h http.Header) bool {
-	return h.Get("Grip-Hold") == "stream" && !isInstructType(h.Get("Content-Type"))
-}
-
-func isInstructType(ct string) bool {
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	return strings.EqualFold(strings.TrimSpace(ct), "application/grip-instruct")
+	return h.Get("Grip-Hold") == "stream" && !isGripInstructType(h.Get("Content-Type"))
 }
 
 // serveBuffered handles a GRIP reply whose body was buffered.

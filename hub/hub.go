@@ -92,11 +92,12 @@ type Hub struct {
 	bus   atomic.Pointer[busBox]
 	busMu sync.Mutex // serialises SetBus and Close of the bus
 
-	seed   maphash.Seed
-	epoch  time.Time // origin of the monotonic clock the de-dup cache uses
-	shards [numShards]shard
-	dedup  *dedup
-	closed atomic.Bool
+	seed    maphash.Seed
+	epoch   time.Time // origin of the monotonic clock the de-dup cache uses
+	shards  [numShards]shard
+	dedup   *dedup
+	closed  atomic.Bool
+	drained atomic.Bool // Drain ran: the server is exiting
 
 	channels, subscribers atomic.Int64
 
@@ -175,14 +176,14 @@ func (h *Hub) SetBus(b Bus) {
 
 func (h *Hub) hash(name string) uint64 { return maphash.String(h.seed, name) }
 
-// Subscribe adds s to channel. On a closed hub it ends s at once with
-// ReasonHubClosed; an ended subscriber or one of an unknown kind is ignored.
+// Subscribe adds s to channel. On a closed or drained hub it ends s at once
+// with ReasonHubClosed or ReasonDrain; an ended subscriber or one of an unknown kind is ignored.
 func (h *Hub) Subscribe(s *Subscriber, channel string) {
 	if s == nil || !s.kind.valid() {
 		return
 	}
-	if h.closed.Load() {
-		s.end(ReasonHubClosed)
+	if r := h.endReason(); r != ReasonNone {
+		s.end(r)
 		return
 	}
 	hash := h.hash(channel)
@@ -200,12 +201,24 @@ func (h *Hub) Subscribe(s *Subscriber, channel string) {
 		}
 		break
 	}
-	// Close sets closed before it ends everyone; if it ran after our first
-	// check, either its sweep saw s or this check sees the flag.
-	if h.closed.Load() {
-		s.end(ReasonHubClosed)
+	// Close and Drain set their flag before they end everyone; if one ran
+	// after our first check, either its sweep saw s or this check sees it.
+	if r := h.endReason(); r != ReasonNone {
+		s.end(r)
 		h.UnsubscribeAll(s)
 	}
+}
+
+// endReason is why a new subscriber must end at once: the hub is closed,
+// or drained for exit; ReasonNone otherwise.
+func (h *Hub) endReason() CloseReason {
+	switch {
+	case h.closed.Load():
+		return ReasonHubClosed
+	case h.drained.Load():
+		return ReasonDrain
+	}
+	return ReasonNone
 }
 
 // Unsubscribe removes s from channel; the channel goes away with its last
@@ -338,8 +351,12 @@ func (h *Hub) LastID(channel string) (id string, known bool) {
 	}
 }
 
-// Drain ends every current subscriber with ReasonDrain, for shutdown.
-func (h *Hub) Drain() { h.endAll(ReasonDrain) }
+// Drain ends every subscriber with ReasonDrain, for shutdown. It is final:
+// a request still in flight when the server exits is not held either.
+func (h *Hub) Drain() {
+	h.drained.Store(true)
+	h.endAll(ReasonDrain)
+}
 
 // Close ends every subscriber with ReasonHubClosed, drops held items (and
 // their timers) and closes the bus; later Subscribe calls end the subscriber

@@ -167,18 +167,18 @@ func TestDrainAndCloseEndSubscribersWithTheirReason(t *testing.T) {
 	}
 }
 
-func TestSubscribeAfterDrainWorksButAfterCloseEndsAtOnce(t *testing.T) {
+func TestSubscribeAfterDrainOrCloseEndsAtOnce(t *testing.T) {
 	h := New(Config{})
 	h.Drain()
 	s := NewSubscriber(KindStream)
 	h.Subscribe(s, "c")
-	if isClosed(s) {
-		t.Fatal("subscriber after Drain was closed")
+	if !isClosed(s) || s.Reason() != ReasonDrain {
+		t.Fatalf("subscriber after Drain: closed=%v reason=%v, want drain", isClosed(s), s.Reason())
+	}
+	if st := h.Stats(); st.Subscribers != 0 {
+		t.Fatalf("stats = %+v, want no subscribers", st)
 	}
 	h.Close()
-	if s.Reason() != ReasonHubClosed {
-		t.Fatalf("reason = %v, want hub-closed", s.Reason())
-	}
 	late := NewSubscriber(KindStream)
 	h.Subscribe(late, "c")
 	if !isClosed(late) || late.Reason() != ReasonHubClosed {

@@ -194,16 +194,24 @@ func openStream(t testing.TB, url string, header http.Header) *stream {
 // next returns the next line, failing the test if the stream ends first.
 func (s *stream) next(t testing.TB) string {
 	t.Helper()
+	line, err := s.nextLine()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return line
+}
+
+// nextLine is next for goroutines other than the test's.
+func (s *stream) nextLine() (string, error) {
 	select {
 	case line, ok := <-s.lines:
 		if !ok {
-			t.Fatalf("stream ended early")
+			return "", fmt.Errorf("stream ended early")
 		}
-		return line
+		return line, nil
 	case <-time.After(20 * time.Second):
-		t.Fatalf("no line arrived")
+		return "", fmt.Errorf("no line arrived")
 	}
-	return ""
 }
 
 // ended waits for the body to end and returns what remained unread.
