@@ -2,6 +2,7 @@ package caddygrip
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"net/http"
 	"net/url"
@@ -187,16 +188,15 @@ func (s *session) holdStream() error {
 	}
 }
 
-// dropClient ends a hold whose client stopped taking writes; the connection
-// is aborted so the client cannot mistake it for a complete response.
+// dropClient ends a hold whose client stopped taking writes. It counts as
+// a slow consumer, and the connection is aborted so that the client cannot
+// mistake it for a complete response. A client that left is no news.
 func (s *session) dropClient(op string, err error) error {
-	if s.r.Context().Err() == nil {
-		if c := s.g.logger.Check(zap.DebugLevel, "dropping held client"); c != nil {
-			c.Write(zap.String("op", op), zap.Error(err), zap.String("remote", s.r.RemoteAddr))
-		}
-		panic(http.ErrAbortHandler)
+	if s.r.Context().Err() != nil {
+		return nil
 	}
-	return nil
+	s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("%s to %s: %w", op, s.r.RemoteAddr, err))
+	panic(http.ErrAbortHandler)
 }
 
 // respondPublished answers a response hold with a published http-response:

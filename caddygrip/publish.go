@@ -81,25 +81,25 @@ func (p *Publish) Cleanup() error {
 // ServeHTTP decodes a publish request and hands its items to the hub; a
 // rejected batch delivers nothing.
 func (p *Publish) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
-	path := strings.TrimSuffix(r.URL.Path, "/")
-	if !strings.HasSuffix(path, "/publish") {
-		writeText(w, http.StatusNotFound, "Not Found\n")
-		return nil
-	}
 	if !p.authorized(r.Header.Get("Authorization")) {
 		p.reject(r, "missing or wrong key")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="grip_publish"`)
 		writeText(w, http.StatusUnauthorized, "Unauthorized\n")
 		return nil
 	}
-	if r.Method != http.MethodPost {
-		w.Header().Set("Allow", http.MethodPost)
-		writeText(w, http.StatusMethodNotAllowed, "Method Not Allowed\n")
-		return nil
-	}
+	// Pushpin's order: Accept, then path, then method.
 	asJSON, ok := negotiate(r.Header.Values("Accept"))
 	if !ok {
-		writeText(w, http.StatusNotAcceptable, "Not Acceptable\n")
+		writeText(w, http.StatusNotAcceptable, "Not Acceptable. Supported formats are text/plain and application/json.\n")
+		return nil
+	}
+	if path := strings.TrimSuffix(r.URL.Path, "/"); !strings.HasSuffix(path, "/publish") {
+		writeText(w, http.StatusNotFound, "Not Found\n")
+		return nil
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		writeText(w, http.StatusMethodNotAllowed, "Method not allowed: "+r.Method+".\n")
 		return nil
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, p.MaxBodySize))
@@ -122,7 +122,7 @@ func (p *Publish) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	if asJSON {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
-		_, _ = io.WriteString(w, `{"message": "Published"}`+"\n")
+		_, _ = io.WriteString(w, `{"message":"Published"}`+"\n")
 		return nil
 	}
 	writeText(w, http.StatusOK, "Published\n")
@@ -152,7 +152,8 @@ func (p *Publish) reject(r *http.Request, reason string) {
 }
 
 // negotiate picks the reply format from Accept, in order of appearance:
-// JSON for application/json, text for text/* or */*; no match is 406.
+// JSON for application/json or application/*, text for text/plain, text/*
+// or */*; anything else alone is 406, as in Pushpin.
 func negotiate(accept []string) (asJSON, ok bool) {
 	if len(accept) == 0 {
 		return false, true
@@ -163,10 +164,10 @@ func negotiate(accept []string) (asJSON, ok bool) {
 			if err != nil {
 				continue
 			}
-			switch {
-			case mt == "application/json":
+			switch mt {
+			case "application/json", "application/*":
 				return true, true
-			case mt == "*/*", strings.HasPrefix(mt, "text/"):
+			case "text/plain", "text/*", "*/*":
 				return false, true
 			}
 		}

@@ -406,3 +406,17 @@ func (h *Hub) Stats() Stats {
 		SequencerDropped:  h.sequencerDropped.Load(),
 	}
 }
+
+// DisconnectSlow ends s as a slow consumer on behalf of its holder, when a
+// write to the client timed out or failed, so that every slow disconnect is
+// counted and logged in one place whichever side noticed it first.
+func (h *Hub) DisconnectSlow(s *Subscriber, cause error) {
+	if s == nil || !s.end(ReasonSlow) {
+		return
+	}
+	h.UnsubscribeAll(s)
+	h.slowDisconnects.Add(1)
+	if l := h.logger(); l != nil {
+		l.Warn("disconnecting slow subscriber", zap.Stringer("kind", s.kind), zap.Error(cause))
+	}
+}

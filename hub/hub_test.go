@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"errors"
 	"fmt"
 	"runtime"
 	"slices"
@@ -361,5 +362,19 @@ func TestConfigWithDefaults(t *testing.T) {
 	keep := Config{QueueBytes: 7, QueueItems: 8, IDCacheTTL: time.Second, MessageWait: time.Millisecond, SequencerMax: 3}
 	if got := keep.WithDefaults(); got != keep {
 		t.Fatalf("WithDefaults changed set fields: %+v", got)
+	}
+}
+
+func TestDisconnectSlowEndsCountsAndUnsubscribes(t *testing.T) {
+	h := New(Config{})
+	s := NewSubscriber(KindStream)
+	h.Subscribe(s, "c")
+	h.DisconnectSlow(s, errors.New("write timed out"))
+	h.DisconnectSlow(s, errors.New("again")) // counted once
+	if !isClosed(s) || s.Reason() != ReasonSlow {
+		t.Fatalf("closed=%v reason=%v", isClosed(s), s.Reason())
+	}
+	if st := h.Stats(); st.SlowDisconnects != 1 || st.Subscribers != 0 {
+		t.Fatalf("stats = %+v", st)
 	}
 }

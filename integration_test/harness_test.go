@@ -9,6 +9,8 @@ import (
 	"bytes"
 	"fmt"
 	"io"
+	"math/rand/v2"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,16 +26,12 @@ import (
 	_ "github.com/caddy-grip/grip/caddygrip"
 )
 
-// Ports of the in-process Caddy: a site for clients and a private one for
-// publishing, away from any other Caddy on the machine.
-const (
-	caddyPort   = 19480
-	publishPort = 19481
-)
-
+// Ports of the in-process Caddy: a site for clients and one for publishing.
+// They are picked free at start-up, because Caddy listens with SO_REUSEPORT:
+// two test processes on fixed ports would silently share connections.
 var (
-	caddyURL   = fmt.Sprintf("http://127.0.0.1:%d", caddyPort)
-	publishURL = fmt.Sprintf("http://127.0.0.1:%d/publish/", publishPort)
+	caddyPort, publishPort int
+	caddyURL, publishURL   string
 )
 
 // globalOptions keep the test Caddy local: no admin endpoint, no TLS, no
@@ -50,9 +48,26 @@ const globalOptions = `{
 `
 
 func TestMain(m *testing.M) {
+	caddyPort, publishPort = freePort(), freePort()
+	caddyURL = fmt.Sprintf("http://127.0.0.1:%d", caddyPort)
+	publishURL = fmt.Sprintf("http://127.0.0.1:%d/publish/", publishPort)
 	code := m.Run()
 	_ = caddy.Stop()
 	os.Exit(code)
+}
+
+// freePort returns a TCP port that was free a moment ago. It is drawn
+// below the kernel's ephemeral range (32768 and up), so that origins and
+// clients, which get ephemeral ports, cannot take it in the meantime.
+func freePort() int {
+	for {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
 }
 
 // loadCaddyfile adapts a Caddyfile (after the global options) and loads it,
@@ -67,6 +82,33 @@ func loadCaddyfile(t testing.TB, caddyfile string) {
 	if err := caddy.Load(cfg, true); err != nil {
 		t.Fatalf("loading config: %v", err)
 	}
+	// Caddy opens the new config's listeners beside the old ones
+	// (SO_REUSEPORT) and closes the old ones in the background; a
+	// connection the kernel queued on an old one is dropped. Wait until
+	// each port is down to one listener, and forget pooled connections.
+	for _, port := range []int{caddyPort, publishPort} {
+		eventually(t, fmt.Sprintf("one listener on port %d", port), func() bool { return listeners(port) <= 1 })
+	}
+	http.DefaultClient.CloseIdleConnections()
+}
+
+// listeners counts the listening TCP sockets on a local port (Linux).
+func listeners(port int) int {
+	want := fmt.Sprintf(":%04X", port)
+	n := 0
+	for _, f := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			fields := strings.Fields(line)
+			if len(fields) > 3 && strings.HasSuffix(fields[1], want) && fields[3] == "0A" {
+				n++
+			}
+		}
+	}
+	return n
 }
 
 // gripSite is the usual set-up: a publish listener and a client site whose

@@ -115,7 +115,7 @@ func TestExitDrainsHeldConnections(t *testing.T) {
 		w.Header().Set("Grip-Hold", "stream")
 		io.WriteString(w, "open\n")
 	})
-	const addr = "127.0.0.1:19490"
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	p := startCaddyProcess(t, fmt.Sprintf(`{
 	admin off
 	grace_period 5m

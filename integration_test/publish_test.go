@@ -35,7 +35,7 @@ http://127.0.0.1:%d {
 	}{
 		{"ok text", "POST", "/publish/", "", streamItem("x", "y"), 200, "Published\n", [2]string{}},
 		{"ok no slash", "POST", "/publish", "", streamItem("x", "y"), 200, "Published\n", [2]string{}},
-		{"ok json", "POST", "/publish/", "application/json", streamItem("x", "y"), 200, `{"message": "Published"}` + "\n", [2]string{"Content-Type", "application/json"}},
+		{"ok json", "POST", "/publish/", "application/json", streamItem("x", "y"), 200, `{"message":"Published"}` + "\n", [2]string{"Content-Type", "application/json"}},
 		{"get", "GET", "/publish/", "", "", 405, "", [2]string{"Allow", "POST"}},
 		{"not acceptable", "POST", "/publish/", "image/png", streamItem("x", "y"), 406, "", [2]string{}},
 		{"not json", "POST", "/publish/", "", "{nope", 400, "Body is not valid JSON.\n", [2]string{}},

@@ -1,0 +1,104 @@
+package caddygrip
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/reverseproxy"
+)
+
+// adaptHandlers adapts a Caddyfile and returns its handler objects in
+// document order, subroutes flattened.
+func adaptHandlers(t *testing.T, caddyfile string) ([]map[string]any, error) {
+	t.Helper()
+	out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		return nil, err
+	}
+	var cfg any
+	if err := json.Unmarshal(out, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	var hs []map[string]any
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			if h, ok := v["handler"].(string); ok && h != "subroute" {
+				hs = append(hs, v)
+				return
+			}
+			for _, k := range []string{"apps", "http", "servers", "srv0", "routes", "handle"} {
+				if c, ok := v[k]; ok {
+					walk(c)
+				}
+			}
+		case []any:
+			for _, c := range v {
+				walk(c)
+			}
+		}
+	}
+	walk(cfg)
+	return hs, nil
+}
+
+func TestCaddyfileAdaptsEveryOptionAndOrdersDirectives(t *testing.T) {
+	hs, err := adaptHandlers(t, `
+:8080 {
+	reverse_proxy 127.0.0.1:9000
+	grip {
+		hub h1
+		sig_key s3cret
+		sig_iss me
+		upstream_key up
+		max_instruct_size 5000
+		write_timeout 3s
+	}
+	grip_publish /grip/* {
+		hub h1
+		key k
+		max_body_size 700
+	}
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, h := range hs {
+		names = append(names, h["handler"].(string))
+	}
+	if got := strings.Join(names, ","); got != "grip_publish,grip,reverse_proxy" {
+		t.Fatalf("handler order %s", got)
+	}
+	want := []string{
+		`{"handler":"grip_publish","hub":"h1","key":"k","max_body_size":700}`,
+		`{"handler":"grip","hub":"h1","max_instruct_size":5000,"sig_iss":"me","sig_key":"s3cret","upstream_key":"up","write_timeout":3000000000}`,
+	}
+	for i, w := range want {
+		got, _ := json.Marshal(hs[i])
+		if string(got) != w {
+			t.Errorf("handler %d:\n got %s\nwant %s", i, got, w)
+		}
+	}
+}
+
+func TestCaddyfileRejectsBadOptions(t *testing.T) {
+	cases := []struct{ body, want string }{
+		{"grip {\n\tnope 1\n}", "unrecognized grip option 'nope'"},
+		{"grip_publish {\n\tnope 1\n}", "unrecognized grip_publish option 'nope'"},
+		{"grip {\n\tmax_instruct_size -3\n}", "positive integer"},
+		{"grip {\n\twrite_timeout soon\n}", "positive duration"},
+		{"grip {\n\thub\n}", "wrong argument count"},
+		{"grip extra", "wrong argument count"},
+	}
+	for i, tc := range cases {
+		_, err := adaptHandlers(t, ":8080 {\n"+tc.body+"\n}")
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("case %d: error %v, want %q", i, err, tc.want)
+		}
+	}
+}

@@ -1,0 +1,680 @@
+package integration_test
+
+import (
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// The differential test drives one origin and the same publishes through a
+// private Pushpin and through caddy-grip, and compares what the client sees.
+// Pushpin is the reference: a difference is a caddy-grip bug unless a
+// comment at the assertion says why it is deliberate.
+
+// proxyUnderTest is one of the two proxies a scenario drives.
+type proxyUnderTest struct {
+	name       string
+	clientURL  string
+	publishURL string
+}
+
+// diffEnv is what every scenario gets: both proxies, and a suffix that makes
+// channel names and ids unique to this run (caddy-grip's hub, and its id
+// cache, outlive a test within the process).
+type diffEnv struct {
+	proxies [2]proxyUnderTest // Pushpin first
+	run     string
+}
+
+// channel names a channel for one scenario of this run.
+func (e diffEnv) channel(name string) string { return name + "-" + e.run }
+
+// originReady is the origin's answer on /ready, which tells startPushpin
+// that requests get through.
+const originReady = "ready\n"
+
+// diffOrigin is the origin both proxies forward to: the path picks the
+// behaviour and ?ch= the channel.
+func diffOrigin(w http.ResponseWriter, r *http.Request) {
+	h := w.Header()
+	ch := r.URL.Query().Get("ch")
+	hold := func(mode string) {
+		h.Set("Grip-Hold", mode)
+		h.Set("Grip-Channel", ch)
+	}
+	switch r.URL.Path {
+	case "/ready":
+		io.WriteString(w, originReady)
+	case "/plain":
+		h.Set("Content-Type", "text/plain")
+		h.Set("X-Plain", "1")
+		w.WriteHeader(http.StatusTeapot)
+		io.WriteString(w, "plain\n")
+	case "/longpoll", "/timeout":
+		hold("response")
+		if r.URL.Path == "/timeout" {
+			h.Set("Grip-Timeout", "5") // Pushpin's minimum
+		}
+		h.Set("Content-Type", "text/plain")
+		h.Set("X-Held", "kept")
+		io.WriteString(w, "timed out\n")
+	case "/status":
+		hold("response")
+		h.Set("Grip-Timeout", "5")
+		h.Set("Grip-Status", "404 Nothing Yet")
+		h.Set("X-Held", "kept")
+		io.WriteString(w, "nothing yet\n")
+	case "/nohold-status":
+		h.Set("Grip-Channel", ch)
+		h.Set("Grip-Status", "202")
+		h.Set("X-Keep", "1")
+		io.WriteString(w, "plain\n")
+	case "/stream":
+		hold("stream")
+		h.Set("Content-Type", "text/plain")
+		h.Set("X-Held", "kept")
+		io.WriteString(w, "welcome\n")
+	case "/sse":
+		hold("stream")
+		h.Set("Content-Type", "text/event-stream")
+		h.Set("Cache-Control", "no-cache")
+		io.WriteString(w, ":ok\n\n")
+	case "/invalid":
+		invalidInstruct(w, r.URL.Query().Get("case"))
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// invalidInstruct answers with an instruction both proxies must reject.
+func invalidInstruct(w http.ResponseWriter, which string) {
+	h := w.Header()
+	h.Set("Grip-Channel", "bad")
+	switch which {
+	case "hold":
+		h.Set("Grip-Hold", "forever")
+	case "timeout":
+		h.Set("Grip-Hold", "response")
+		h.Set("Grip-Timeout", "soon")
+	case "status":
+		h.Set("Grip-Hold", "response")
+		h.Set("Grip-Status", "abc")
+	case "keepalive":
+		h.Set("Grip-Hold", "stream")
+		h.Set("Grip-Keep-Alive", `x\; format=cstring`) // dangling backslash
+	case "json":
+		h.Set("Content-Type", "application/grip-instruct")
+		io.WriteString(w, `{"hold":`)
+		return
+	case "json-status":
+		h.Set("Content-Type", "application/grip-instruct")
+		w.WriteHeader(http.StatusCreated)
+		io.WriteString(w, `{"hold":{"mode":"response","channels":[{"name":"bad"}]}}`)
+		return
+	}
+	io.WriteString(w, "x")
+}
+
+func TestDifferentialAgainstPushpin(t *testing.T) {
+	requirePushpin(t)
+	origin := startOrigin(t, diffOrigin)
+	pp := startPushpin(t, origin.URL)
+	env := diffEnv{
+		proxies: [2]proxyUnderTest{{"pushpin", pp.clientURL, pp.publishURL}, diffCaddy(t, origin.URL)},
+		run:     fmt.Sprint(time.Now().UnixNano()),
+	}
+	scenarios := []struct {
+		name string
+		run  func(*testing.T, diffEnv)
+	}{
+		// The ones that wait on timers first, so that they overlap.
+		{"SequencingReordersAndReleases", diffSequencing},
+		{"LongPollTimeout", diffLongPollTimeout},
+		{"GripStatusOnTimeout", diffGripStatusOnTimeout},
+		{"Passthrough", diffPassthrough},
+		{"LongPollAnsweredByPublish", diffLongPollAnswered},
+		{"GripStatusThenPublish", diffGripStatusThenPublish},
+		{"GripStatusWithoutHold", diffGripStatusWithoutHold},
+		{"HTTPStream", diffHTTPStream},
+		{"SSE", diffSSE},
+		{"DuplicateIDDeliveredOnce", diffDedup},
+		{"InvalidInstruct", diffInvalidInstruct},
+		{"PublishEndpoint", diffPublishEndpoint},
+	}
+	for _, sc := range scenarios {
+		t.Run(sc.name, func(t *testing.T) {
+			t.Parallel()
+			sc.run(t, env)
+		})
+	}
+}
+
+// diffCaddy loads gripSite's configuration on loopback ports of this test's
+// own and returns it as a proxy under test. The harness's fixed ports are shared by
+// every test process on the machine, and Caddy binds with SO_REUSEPORT, so a
+// concurrent run elsewhere would silently take some of the connections.
+func diffCaddy(t *testing.T, origin string) proxyUnderTest {
+	ports := freePorts(t, 2)
+	loadCaddyfile(t, fmt.Sprintf(`
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	grip_publish
+}
+http://127.0.0.1:%d {
+	bind 127.0.0.1
+	grip
+	reverse_proxy %s
+}
+`, ports[0], ports[1], strings.TrimPrefix(origin, "http://")))
+	return proxyUnderTest{
+		name:       "caddy-grip",
+		clientURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
+		publishURL: fmt.Sprintf("http://127.0.0.1:%d/publish/", ports[0]),
+	}
+}
+
+// onBoth runs f against both proxies at the same time and returns what each
+// saw, Pushpin's first. It stops the test if either run failed.
+func onBoth[T any](t *testing.T, env diffEnv, f func(testing.TB, proxyUnderTest) T) (pushpin, caddy T) {
+	t.Helper()
+	var out [2]T
+	var done [2]bool
+	var wg sync.WaitGroup
+	for i, p := range env.proxies {
+		wg.Go(func() {
+			out[i] = f(goTB{t, p.name + ": "}, p)
+			done[i] = true
+		})
+	}
+	wg.Wait()
+	if !done[0] || !done[1] {
+		t.FailNow()
+	}
+	return out[0], out[1]
+}
+
+// goTB lets code that fails with Fatal (the harness helpers) run on a
+// goroutine of the test's: testing allows FailNow only on the test's own
+// goroutine, so a fatal failure is reported through the test and ends just
+// this goroutine. Messages carry prefix, the proxy's name.
+type goTB struct {
+	testing.TB
+	prefix string
+}
+
+func (g goTB) Error(args ...any) { g.TB.Helper(); g.TB.Error(g.prefix + fmt.Sprint(args...)) }
+func (g goTB) Errorf(format string, args ...any) {
+	g.TB.Helper()
+	g.TB.Errorf(g.prefix+format, args...)
+}
+func (g goTB) Fatal(args ...any) { g.TB.Helper(); g.Error(args...); runtime.Goexit() }
+func (g goTB) Fatalf(format string, args ...any) {
+	g.TB.Helper()
+	g.Errorf(format, args...)
+	runtime.Goexit()
+}
+func (g goTB) FailNow() { g.TB.Fail(); runtime.Goexit() }
+func (g goTB) Logf(format string, args ...any) {
+	g.TB.Helper()
+	g.TB.Logf(g.prefix+format, args...)
+}
+
+// sameView fails the test unless both proxies' normalised views are equal.
+func sameView(t *testing.T, what, pushpin, caddy string) {
+	t.Helper()
+	if pushpin != caddy {
+		t.Errorf("%s differs\n--- pushpin:\n%s\n--- caddy-grip:\n%s", what, pushpin, caddy)
+		return
+	}
+	t.Logf("%s, the same on both:\n%s", what, pushpin)
+}
+
+// clientView is a complete response as a client saw it.
+type clientView struct {
+	status string // status line without the protocol, e.g. "404 Nothing Yet"
+	header http.Header
+	body   string
+}
+
+// ignoredHeaders legitimately differ between the proxies: who answered
+// and when, and how the body is framed (Content-Length or chunked).
+var ignoredHeaders = []string{"Date", "Server", "Via", "Content-Length", "Transfer-Encoding", "Connection", "Keep-Alive"}
+
+// view is the normalised form of a response that the proxies must agree on:
+// status line, headers minus ignoredHeaders and X-Forwarded-*, and body.
+func (o clientView) view() string {
+	return o.status + "\n" + headerView(o.header) + "\n" + o.body
+}
+
+// headerView lists the headers that matter, sorted, one per line.
+func headerView(h http.Header) string {
+	var b strings.Builder
+	for _, k := range slices.Sorted(maps.Keys(h)) {
+		if slices.Contains(ignoredHeaders, k) || strings.HasPrefix(k, "X-Forwarded-") {
+			continue
+		}
+		for _, v := range h[k] {
+			fmt.Fprintf(&b, "%s: %s\n", k, v)
+		}
+	}
+	return b.String()
+}
+
+// noGripHeaders fails the test if a Grip-* header reached the client.
+func noGripHeaders(t testing.TB, h http.Header) {
+	t.Helper()
+	for k := range h {
+		if strings.HasPrefix(k, "Grip-") {
+			t.Errorf("%s reached the client", k)
+		}
+	}
+}
+
+// diffClient reads responses as sent (no gzip), on a connection each.
+var diffClient = &http.Client{Transport: &http.Transport{DisableCompression: true, DisableKeepAlives: true}}
+
+// diffFetch does one request and reads the whole response.
+func diffFetch(method, url, body string, header http.Header) (clientView, error) {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return clientView{}, err
+	}
+	for k, v := range header {
+		req.Header[k] = v
+	}
+	resp, err := diffClient.Do(req)
+	if err != nil {
+		return clientView{}, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return clientView{}, err
+	}
+	return clientView{status: resp.Status, header: resp.Header, body: string(b)}, nil
+}
+
+// getView fetches url, failing the test on a transport error.
+func getView(t testing.TB, url string) clientView {
+	t.Helper()
+	o, err := diffFetch(http.MethodGet, url, "", nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return o
+}
+
+// publishTo posts a publish body to a proxy and fails unless it is accepted.
+func publishTo(t testing.TB, p proxyUnderTest, body string) {
+	t.Helper()
+	o, err := diffFetch(http.MethodPost, p.publishURL, body, http.Header{"Content-Type": {"application/json"}})
+	if err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+	if !strings.HasPrefix(o.status, "200") {
+		t.Fatalf("publish: %s %q", o.status, o.body)
+	}
+}
+
+// answeredBy GETs a response-hold url and publishes item until the held
+// request is answered: a publish that comes before the subscription is
+// lost on both proxies, and neither says when it has subscribed.
+func answeredBy(t testing.TB, p proxyUnderTest, url, item string) clientView {
+	t.Helper()
+	type result struct {
+		o   clientView
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		o, err := diffFetch(http.MethodGet, url, "", nil)
+		done <- result{o, err}
+	}()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		publishTo(t, p, item)
+		select {
+		case r := <-done:
+			if r.err != nil {
+				t.Fatalf("GET %s: %v", url, r.err)
+			}
+			return r.o
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("held request never answered")
+		}
+	}
+}
+
+// syncStream makes sure the held stream s is subscribed: it publishes
+// numbered probe lines until one arrives, then a marker, and reads up to
+// the marker. After it the stream holds exactly what the test publishes.
+// The probes carry no id, which (on both proxies) leaves the channel with
+// no last id.
+func syncStream(t testing.TB, p proxyUnderTest, s *stream, channel string) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for n := 0; ; n++ {
+		publishTo(t, p, streamItem(channel, fmt.Sprintf(":probe %d\n", n)))
+		select {
+		case line, ok := <-s.lines:
+			if !ok {
+				t.Fatalf("stream ended while subscribing")
+			}
+			if !strings.HasPrefix(line, ":probe ") {
+				t.Fatalf("got %q while subscribing", line)
+			}
+			publishTo(t, p, streamItem(channel, ":synced\n"))
+			for line := s.next(t); line != ":synced\n"; line = s.next(t) {
+				if !strings.HasPrefix(line, ":probe ") {
+					t.Fatalf("got %q while subscribing", line)
+				}
+			}
+			return
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("stream never subscribed")
+		}
+	}
+}
+
+// streamView is a held stream's head and the lines the client read.
+func streamView(s *stream, lines []string) string {
+	return s.resp.Status + "\n" + headerView(s.resp.Header) + "\n" + fmt.Sprintf("%q", lines)
+}
+
+// closeItem ends a held stream.
+func closeItem(channel string) string {
+	return fmt.Sprintf(`{"items":[{"channel":%q,"formats":{"http-stream":{"action":"close"}}}]}`, channel)
+}
+
+// seqItem is an http-stream item with an id and, unless empty, a prev-id.
+func seqItem(channel, id, prevID, content string) string {
+	prev := ""
+	if prevID != "" {
+		prev = fmt.Sprintf(`,"prev-id":%q`, prevID)
+	}
+	return fmt.Sprintf(`{"items":[{"channel":%q,"id":%q%s,"formats":{"http-stream":{"content":%q}}}]}`,
+		channel, id, prev, content)
+}
+
+func diffPassthrough(t *testing.T, env diffEnv) {
+	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+		return getView(t, p.clientURL+"/plain")
+	})
+	sameView(t, "plain response", pp.view(), cg.view())
+}
+
+func diffLongPollAnswered(t *testing.T, env diffEnv) {
+	ch := env.channel("lp")
+	item := fmt.Sprintf(`{"items":[{"channel":%q,"formats":{"http-response":{"code":201,`+
+		`"headers":{"X-Pub":"1","Content-Type":"application/json","Grip-Foo":"x"},"body":"{\"n\":1}\n"}}}]}`, ch)
+	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+		o := answeredBy(t, p, p.clientURL+"/longpoll?ch="+ch, item)
+		noGripHeaders(t, o.header)
+		return o
+	})
+	sameView(t, "long-poll answered by a publish", pp.view(), cg.view())
+}
+
+func diffLongPollTimeout(t *testing.T, env diffEnv) {
+	ch := env.channel("lp-timeout")
+	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+		o := getView(t, p.clientURL+"/timeout?ch="+ch)
+		noGripHeaders(t, o.header)
+		return o
+	})
+	sameView(t, "long-poll timeout", pp.view(), cg.view())
+}
+
+func diffGripStatusOnTimeout(t *testing.T, env diffEnv) {
+	ch := env.channel("status-timeout")
+	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+		o := getView(t, p.clientURL+"/status?ch="+ch)
+		noGripHeaders(t, o.header)
+		return o
+	})
+	// Go's HTTP server writes only the standard reason phrase.
+	if pp.status != "404 Nothing Yet" || cg.status != "404 Not Found" {
+		t.Errorf("status lines: pushpin %q, caddy-grip %q", pp.status, cg.status)
+	}
+	cg.status = pp.status
+	sameView(t, "timed-out hold with Grip-Status", pp.view(), cg.view())
+}
+
+func diffGripStatusThenPublish(t *testing.T, env diffEnv) {
+	ch := env.channel("status-published")
+	item := responseItem(ch, "published\n") // no code: the default applies
+	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+		return answeredBy(t, p, p.clientURL+"/status?ch="+ch, item)
+	})
+	sameView(t, "hold with Grip-Status answered by a publish", pp.view(), cg.view())
+}
+
+func diffGripStatusWithoutHold(t *testing.T, env diffEnv) {
+	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+		o := getView(t, p.clientURL+"/nohold-status?ch=unused")
+		noGripHeaders(t, o.header)
+		return o
+	})
+	sameView(t, "Grip-Status without a hold", pp.view(), cg.view())
+}
+
+func diffHTTPStream(t *testing.T, env diffEnv) {
+	ch := env.channel("stream")
+	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) string {
+		s := openStream(t, p.clientURL+"/stream?ch="+ch, nil)
+		lines := []string{s.next(t)}
+		syncStream(t, p, s, ch)
+		for i := range 3 {
+			publishTo(t, p, streamItem(ch, fmt.Sprintf("msg %d\n", i)))
+		}
+		for range 3 {
+			lines = append(lines, s.next(t))
+		}
+		publishTo(t, p, closeItem(ch))
+		noGripHeaders(t, s.resp.Header)
+		return streamView(s, append(lines, s.ended(t)...))
+	})
+	sameView(t, "HTTP stream", pp, cg)
+}
+
+func diffSSE(t *testing.T, env diffEnv) {
+	ch := env.channel("sse")
+	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) string {
+		s := openStream(t, p.clientURL+"/sse?ch="+ch, nil)
+		lines := []string{s.next(t), s.next(t)}
+		syncStream(t, p, s, ch)
+		for i := range 3 {
+			publishTo(t, p, streamItem(ch, fmt.Sprintf("event: message\ndata: hello %d\n\n", i)))
+		}
+		for range 9 {
+			lines = append(lines, s.next(t))
+		}
+		publishTo(t, p, closeItem(ch))
+		return streamView(s, append(lines, s.ended(t)...))
+	})
+	sameView(t, "SSE stream", pp, cg)
+}
+
+func diffDedup(t *testing.T, env diffEnv) {
+	ch := env.channel("dedup")
+	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) string {
+		s := openStream(t, p.clientURL+"/stream?ch="+ch, nil)
+		lines := []string{s.next(t)}
+		syncStream(t, p, s, ch)
+		publishTo(t, p, seqItem(ch, "d-"+env.run, "", "once\n"))
+		publishTo(t, p, seqItem(ch, "d-"+env.run, "", "twice\n"))
+		publishTo(t, p, streamItem(ch, "after\n"))
+		publishTo(t, p, closeItem(ch))
+		return streamView(s, append(lines, s.ended(t)...))
+	})
+	sameView(t, "stream after a duplicate id", pp, cg)
+}
+
+func diffSequencing(t *testing.T, env diffEnv) {
+	ch := env.channel("seq")
+	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) string {
+		s := openStream(t, p.clientURL+"/stream?ch="+ch, nil)
+		lines := []string{s.next(t)}
+		syncStream(t, p, s, ch)
+		// Last id 0, then 2 (after 1) arrives before 1 (after 0).
+		publishTo(t, p, seqItem(ch, "0", "", "0\n"))
+		publishTo(t, p, seqItem(ch, "2", "1", "2\n"))
+		publishTo(t, p, seqItem(ch, "1", "0", "1\n"))
+		for range 3 {
+			lines = append(lines, s.next(t))
+		}
+		// 4 follows 3, which never comes: it is held, then released.
+		start := time.Now()
+		publishTo(t, p, seqItem(ch, "4", "3", "4\n"))
+		lines = append(lines, s.next(t))
+		t.Logf("released the item whose predecessor never came after %v", time.Since(start).Round(100*time.Millisecond))
+		publishTo(t, p, closeItem(ch))
+		return streamView(s, append(lines, s.ended(t)...))
+	})
+	sameView(t, "stream of out-of-order items", pp, cg)
+}
+
+func diffInvalidInstruct(t *testing.T, env diffEnv) {
+	cases := []struct{ name, header string }{
+		{"hold", "Grip-Hold"},
+		{"timeout", "Grip-Timeout"},
+		{"status", "Grip-Status"},
+		{"keepalive", "Grip-Keep-Alive"},
+		{"json", "instruct"},
+		{"json-status", "instruct"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+				return getView(t, p.clientURL+"/invalid?case="+tc.name)
+			})
+			sameView(t, "status", pp.status, cg.status)
+			// Pushpin hides the reason unless debug is on; caddy-grip names
+			// it, to spare origin authors a debugging session.
+			if pp.body != "Error while proxying to origin.\n" {
+				t.Errorf("pushpin body %q", pp.body)
+			}
+			if !strings.HasPrefix(cg.body, "Error while proxying to origin: ") || !strings.Contains(cg.body, tc.header) {
+				t.Errorf("caddy-grip body %q does not name %s", cg.body, tc.header)
+			}
+			plainText(t, pp, cg)
+			sameView(t, "headers", headerView(pp.header), headerView(cg.header))
+		})
+	}
+}
+
+// plainText checks the Content-Type of a response each proxy wrote itself,
+// then makes caddy-grip's match Pushpin's: Go's text/plain carries its
+// charset, which no client minds.
+func plainText(t *testing.T, pp, cg clientView) {
+	t.Helper()
+	if ct := pp.header.Get("Content-Type"); ct != "text/plain" && ct != "application/json" {
+		t.Errorf("pushpin Content-Type %q", ct)
+	}
+	if ct := cg.header.Get("Content-Type"); ct == "text/plain; charset=utf-8" {
+		cg.header.Set("Content-Type", "text/plain")
+	}
+}
+
+func diffPublishEndpoint(t *testing.T, env diffEnv) {
+	const ok = `{"channel":"pub-ok","formats":{"http-stream":{"content":"x"}}}`
+	cases := []struct {
+		name, method, path, accept, body string
+		// When set, each side's known view (see clientView.view): they
+		// differ on purpose.
+		pushpin, caddy string
+	}{
+		{name: "GetIs405", method: "GET"},
+		{name: "PutIs405", method: "PUT", body: "x"},
+		{name: "OtherPathIs404", method: "POST", path: "/other/", body: `{"items":[]}`},
+		{name: "NoTrailingSlash", method: "POST", path: "/publish", body: `{"items":[]}`},
+		{name: "InvalidJSON", method: "POST", body: "notjson"},
+		{name: "NotAnObject", method: "POST", body: "[]"},
+		{name: "MissingItems", method: "POST", body: "{}"},
+		{name: "ItemsNotAList", method: "POST", body: `{"items":5}`},
+		{name: "NoItemsIsPublished", method: "POST", body: `{"items":[]}`},
+		// caddy-grip names the rejected item's index in every item error.
+		{name: "ItemNotAnObject", method: "POST", body: `{"items":[5]}`,
+			pushpin: badRequest("Invalid format: publish item object is not an object"),
+			caddy:   badRequest("Invalid format: item 0: publish item object is not an object")},
+		{name: "ItemWithoutFormats", method: "POST", body: `{"items":[{"channel":"a"}]}`,
+			pushpin: badRequest("Invalid format: no formats specified"),
+			caddy:   badRequest("Invalid format: item 0: no formats specified")},
+		{name: "ItemWithoutChannel", method: "POST", body: `{"items":[{"formats":{"http-stream":{"content":"x"}}}]}`,
+			pushpin: badRequest("Invalid format: publish item object does not contain 'channel'"),
+			caddy:   badRequest("Invalid format: item 0: publish item object does not contain 'channel'")},
+		{name: "StreamWithoutContent", method: "POST", body: `{"items":[{"channel":"a","formats":{"http-stream":{}}}]}`,
+			pushpin: badRequest("Invalid format: 'http-stream' does not contain 'content' or 'content-bin'"),
+			caddy:   badRequest("Invalid format: item 0: 'http-stream' does not contain 'content' or 'content-bin'")},
+		{name: "SecondItemBad", method: "POST", body: `{"items":[` + ok + `,{"channel":"b"}]}`,
+			pushpin: badRequest("Invalid format: no formats specified"),
+			caddy:   badRequest("Invalid format: item 1: no formats specified")},
+		// Pushpin 1.36 leaves the detail of an unknown action empty.
+		{name: "UnknownAction", method: "POST", body: `{"items":[{"channel":"a","formats":{"http-response":{"action":"bogus","body":"x"}}}]}`,
+			pushpin: badRequest("Invalid format: "),
+			caddy:   badRequest("Invalid format: item 0: 'http-response' contains 'action' with unknown value")},
+		// Pushpin 1.36 takes a string code without complaint; caddy-grip
+		// checks types.
+		{name: "CodeNotANumber", method: "POST", body: `{"items":[{"channel":"a","formats":{"http-response":{"code":"x","body":"x"}}}]}`,
+			pushpin: "200 OK\nContent-Type: text/plain\n\nPublished\n",
+			caddy:   badRequest("Invalid format: item 0: 'http-response' contains 'code' with wrong type")},
+		{name: "AcceptImageIs406", method: "POST", accept: "image/png", body: `{"items":[]}`},
+		{name: "AcceptTextHTMLIs406", method: "POST", accept: "text/html", body: `{"items":[]}`},
+		{name: "AcceptWinsOverMethod", method: "GET", accept: "image/png"},
+		{name: "AcceptJSON", method: "POST", accept: "application/json", body: `{"items":[]}`},
+		{name: "AcceptAnyApplication", method: "POST", accept: "application/*", body: `{"items":[]}`},
+		{name: "AcceptAnyText", method: "POST", accept: "text/*", body: `{"items":[]}`},
+		{name: "AcceptJSONErrorStaysText", method: "POST", accept: "application/json", body: "notjson"},
+		// Of two acceptable types Pushpin 1.36 takes the last listed (a
+		// loop without a break); caddy-grip takes the first.
+		{name: "AcceptTwoTypes", method: "POST", accept: "application/json, text/plain", body: `{"items":[]}`,
+			pushpin: "200 OK\nContent-Type: text/plain\n\nPublished\n",
+			caddy:   "200 OK\nContent-Type: application/json\n\n{\"message\":\"Published\"}\n"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+				url := p.publishURL
+				if tc.path != "" {
+					url = strings.TrimSuffix(p.publishURL, "/publish/") + tc.path
+				}
+				h := http.Header{"Content-Type": {"application/json"}}
+				if tc.accept != "" {
+					h.Set("Accept", tc.accept)
+				}
+				o, err := diffFetch(tc.method, url, tc.body, h)
+				if err != nil {
+					t.Fatalf("%s %s: %v", tc.method, url, err)
+				}
+				return o
+			})
+			plainText(t, pp, cg)
+			if tc.pushpin == "" {
+				sameView(t, "publish reply", pp.view(), cg.view())
+				return
+			}
+			if pp.view() != tc.pushpin {
+				t.Errorf("pushpin replied\n%s\nwant\n%s", pp.view(), tc.pushpin)
+			}
+			if cg.view() != tc.caddy {
+				t.Errorf("caddy-grip replied\n%s\nwant\n%s", cg.view(), tc.caddy)
+			}
+		})
+	}
+}
+
+// badRequest is the view of a 400 publish reply with the given text.
+func badRequest(text string) string {
+	return "400 Bad Request\nContent-Type: text/plain\n\n" + text + "\n"
+}

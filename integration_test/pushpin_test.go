@@ -1,0 +1,337 @@
+package integration_test
+
+import (
+	"bytes"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// pushpinBinaries are what a private Pushpin 1.36 run needs: the runner, its
+// connection manager (client side) and zurl (the origin side; the Debian
+// config leaves zurl to a system service, which a private run cannot use).
+var pushpinBinaries = []string{"pushpin", "pushpin-proxy", "pushpin-handler", "condure", "zurl"}
+
+// pushpin is a private Pushpin started for one test: its own config and
+// runtime directories, ports nobody else holds, and IPC sockets under its
+// own runtime directory, so it cannot meet a system Pushpin or another
+// test's.
+type pushpin struct {
+	clientURL  string // where clients connect, e.g. http://127.0.0.1:41234
+	publishURL string // Pushpin's HTTP publish endpoint, ending in /publish/
+
+	cmd    *exec.Cmd
+	out    *lockedBuffer
+	exited chan struct{}
+	kids   []childProc
+}
+
+// childProc is a process the Pushpin runner started, remembered so that
+// cleanup can kill it even if the runner dies first.
+type childProc struct {
+	pid     int
+	cmdline string
+}
+
+// requirePushpin skips the test when Pushpin is not installed, or fails it
+// when GRIP_REQUIRE_EXTERNAL=1 says the environment must have it (CI).
+func requirePushpin(t *testing.T) {
+	t.Helper()
+	for _, bin := range pushpinBinaries {
+		if _, err := exec.LookPath(bin); err != nil {
+			msg := fmt.Sprintf("Pushpin is not installed (%s not found in PATH); "+
+				"install it with `apt-get install -y pushpin` to run the differential test", bin)
+			if os.Getenv("GRIP_REQUIRE_EXTERNAL") == "1" {
+				t.Fatal(msg + " (GRIP_REQUIRE_EXTERNAL=1)")
+			}
+			t.Skip(msg)
+		}
+	}
+}
+
+// startPushpin runs a private Pushpin routing every request to origin, waits
+// until both its client and publish ports answer, and stops it (every
+// process it started) when the test ends.
+func startPushpin(t *testing.T, origin string) *pushpin {
+	t.Helper()
+	requirePushpin(t)
+
+	// A short directory: IPC socket paths are limited to 107 bytes.
+	dir, err := os.MkdirTemp("", "pushpin-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	for _, sub := range []string{"run", "log"} {
+		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// Fixed ports (18080 and friends) were already taken by another Pushpin
+	// on a shared machine, so every TCP port is a free one picked now.
+	ports := freePorts(t, 5)
+	clientPort, publishPort, pullPort, subPort, commandPort := ports[0], ports[1], ports[2], ports[3], ports[4]
+
+	conf := pushpinConf(dir, clientPort, publishPort, pullPort, subPort, commandPort)
+	confPath := filepath.Join(dir, "pushpin.conf")
+	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	route := "* " + strings.TrimPrefix(origin, "http://") + "\n"
+	if err := os.WriteFile(filepath.Join(dir, "routes"), []byte(route), 0o644); err != nil {
+		t.Fatal(err)
+	}
+
+	p := &pushpin{
+		clientURL:  fmt.Sprintf("http://127.0.0.1:%d", clientPort),
+		publishURL: fmt.Sprintf("http://127.0.0.1:%d/publish/", publishPort),
+		out:        new(lockedBuffer),
+		exited:     make(chan struct{}),
+	}
+	p.cmd = exec.Command("pushpin", "--config", confPath, "--merge-output")
+	p.cmd.Dir = dir
+	p.cmd.Stdout = p.out
+	p.cmd.Stderr = p.out
+	// Its own process group, so that stopping it cannot signal the test.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatalf("starting pushpin: %v", err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() { p.stop(t) })
+
+	p.waitReady(t)
+	p.kids = childrenOf(p.cmd.Process.Pid)
+	return p
+}
+
+// pushpinConf is a complete Pushpin 1.36 configuration whose every port,
+// socket and file is private to dir. Limits are the shipped ones (id_cache_ttl
+// 60, message_wait 5000) except message_rate and message_hwm, raised so that
+// a burst of test publishes is never throttled.
+func pushpinConf(dir string, clientPort, publishPort, pullPort, subPort, commandPort int) string {
+	return fmt.Sprintf(`[global]
+include={libdir}/internal.conf
+rundir=%[1]s/run
+ipc_prefix=gripdiff-
+port_offset=0
+stats_connection_ttl=120
+
+[runner]
+services=condure,zurl,pushpin-proxy,pushpin-handler
+http_port=127.0.0.1:%[2]d
+logdir=%[1]s/log
+log_level=2
+client_buffer_size=8192
+client_maxconn=50000
+condure_bin=condure
+zurl_bin=zurl
+
+[proxy]
+routesfile=routes
+debug=false
+auto_cross_origin=false
+accept_x_forwarded_protocol=false
+set_x_forwarded_protocol=proto-only
+x_forwarded_for=
+x_forwarded_for_trusted=
+orig_headers_need_mark=
+accept_pushpin_route=false
+log_from=false
+log_user_agent=false
+sig_iss=pushpin
+sig_key=changeme
+upstream_key=
+updates_check=off
+organization_name=
+# internal.conf points these at a system zurl (/var/run/zurl); the runner
+# starts a private one in rundir instead.
+zurl_out_specs=ipc://{rundir}/{ipc_prefix}zurl-in
+zurl_out_stream_specs=ipc://{rundir}/{ipc_prefix}zurl-in-stream
+zurl_in_specs=ipc://{rundir}/{ipc_prefix}zurl-out
+
+[handler]
+push_in_spec=tcp://127.0.0.1:%[4]d
+push_in_sub_specs=tcp://127.0.0.1:%[5]d
+push_in_sub_connect=false
+push_in_http_addr=127.0.0.1
+push_in_http_port=%[3]d
+push_in_http_max_headers_size=10000
+push_in_http_max_body_size=1000000
+stats_spec=ipc://{rundir}/{ipc_prefix}stats
+command_spec=tcp://127.0.0.1:%[6]d
+message_rate=1000000
+message_hwm=1000000
+message_wait=5000
+id_cache_ttl=60
+connection_subscription_max=20
+subscription_linger=60
+stats_subscription_ttl=60
+stats_report_interval=10
+stats_format=tnetstring
+`, dir, clientPort, publishPort, pullPort, subPort, commandPort)
+}
+
+// freePorts returns n distinct loopback TCP ports that were free a moment
+// ago. They are drawn from below Linux's ephemeral range (32768 and up), so
+// that no outgoing connection takes one before its server binds it.
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	for tries := 0; len(ports) < n; tries++ {
+		if tries == 1000 {
+			t.Fatal("no free port found in 20000-32767")
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12768)))
+		if err != nil {
+			continue
+		}
+		ls = append(ls, l)
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
+}
+
+// waitReady polls until the publish endpoint accepts a publish and a client
+// request reaches the origin through the proxy, failing early with
+// Pushpin's output if it exits.
+func (p *pushpin) waitReady(t *testing.T) {
+	t.Helper()
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{DisableKeepAlives: true}}
+	ready := func() bool {
+		resp, err := client.Post(p.publishURL, "application/json", strings.NewReader(`{"items":[]}`))
+		if err != nil {
+			return false
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || string(body) != "Published\n" {
+			return false
+		}
+		resp, err = client.Get(p.clientURL + "/ready")
+		if err != nil {
+			return false
+		}
+		body, _ = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK && string(body) == originReady
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for !ready() {
+		select {
+		case <-p.exited:
+			t.Fatalf("pushpin exited while starting:\n%s", p.out.String())
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pushpin did not answer within 20s:\n%s", p.out.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// stop asks the runner to stop (it stops its children), and kills whatever
+// is left: the runner's group, then each child's own group, since the
+// runner puts every child in a process group of its own.
+func (p *pushpin) stop(t *testing.T) {
+	pid := p.cmd.Process.Pid
+	kids := append(p.kids, childrenOf(pid)...) // in case it never got ready
+	_ = syscall.Kill(-pid, syscall.SIGTERM)
+	select {
+	case <-p.exited:
+	case <-time.After(10 * time.Second):
+		t.Logf("pushpin did not stop on SIGTERM; killing it")
+		_ = syscall.Kill(-pid, syscall.SIGKILL)
+		<-p.exited
+	}
+	for _, k := range kids {
+		// Only a process still running the same command line is ours: its
+		// pid may have been reused once it exited.
+		if k.cmdline != "" && procCmdline(k.pid) == k.cmdline {
+			_ = syscall.Kill(-k.pid, syscall.SIGKILL)
+			_ = syscall.Kill(k.pid, syscall.SIGKILL)
+		}
+	}
+	if t.Failed() {
+		lines := strings.SplitAfter(p.out.String(), "\n")
+		t.Logf("pushpin output, last lines:\n%s", strings.Join(lines[max(0, len(lines)-40):], ""))
+	}
+}
+
+// childrenOf lists the processes whose parent is pid, from /proc.
+func childrenOf(pid int) []childProc {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil
+	}
+	var kids []childProc
+	for _, e := range entries {
+		n, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		// Fields after the parenthesised command name: state, ppid, ...
+		end := bytes.LastIndexByte(stat, ')')
+		if end < 0 {
+			continue
+		}
+		fields := strings.Fields(string(stat[end+1:]))
+		if len(fields) < 2 || fields[1] != strconv.Itoa(pid) {
+			continue
+		}
+		kids = append(kids, childProc{pid: n, cmdline: procCmdline(n)})
+	}
+	return kids
+}
+
+// procCmdline is a process's command line, or "" once it is gone.
+func procCmdline(pid int) string {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "cmdline"))
+	if err != nil {
+		return ""
+	}
+	return string(b)
+}
+
+// lockedBuffer collects a process's output while tests read it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
