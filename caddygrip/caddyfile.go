@@ -39,6 +39,9 @@ func parsePublish(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		upstream_key      <key>
 //		max_instruct_size <bytes>
 //		write_timeout     <duration>
+//		websocket         over_http|passthrough
+//		origins           <pattern>...
+//		max_message_size  <bytes>
 //	}
 func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -76,6 +79,24 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			g.WriteTimeout = dur
+		case "websocket":
+			if !d.AllArgs(&g.WebSocket) {
+				return d.ArgErr()
+			}
+			if g.WebSocket != "over_http" && g.WebSocket != "passthrough" {
+				return d.Errf("websocket: want over_http or passthrough, got '%s'", g.WebSocket)
+			}
+		case "origins":
+			g.Origins = append(g.Origins, d.RemainingArgs()...)
+			if len(g.Origins) == 0 {
+				return d.ArgErr()
+			}
+		case "max_message_size":
+			n, err := intArg(d)
+			if err != nil {
+				return err
+			}
+			g.MaxMessageSize = n
 		default:
 			return d.Errf("unrecognized grip option '%s'", opt)
 		}

@@ -60,6 +60,19 @@ type Grip struct {
 	// cannot take a write within it is disconnected. Default: 10s.
 	WriteTimeout caddy.Duration `json:"write_timeout,omitempty"`
 
+	// WebSocket is "over_http" (the default): client WebSockets are
+	// terminated here and spoken to the origin as WebSocket-over-HTTP; or
+	// "passthrough": upgrades go to the next handler untouched.
+	WebSocket string `json:"websocket,omitempty"`
+
+	// Origins limits the Origin header of client WebSockets, as patterns
+	// such as "https://*.example.com"; empty allows any, as Pushpin does.
+	Origins []string `json:"origins,omitempty"`
+
+	// MaxMessageSize is the largest client WebSocket message, in bytes; a
+	// larger one closes the connection with 1009. Default: 1048576.
+	MaxMessageSize int `json:"max_message_size,omitempty"`
+
 	ref      hubRef
 	signer   *Signer
 	upstream *SigKey
@@ -83,6 +96,14 @@ func (g *Grip) Provision(ctx caddy.Context) error {
 	}
 	if g.MaxInstructSize <= 0 {
 		g.MaxInstructSize = defaultMaxInstructSize
+	}
+	if g.MaxMessageSize <= 0 {
+		g.MaxMessageSize = defaultMaxMessageSize
+	}
+	switch g.WebSocket {
+	case "", "over_http", "passthrough":
+	default:
+		return fmt.Errorf("websocket: want over_http or passthrough, got %q", g.WebSocket)
 	}
 	if g.WriteTimeout <= 0 {
 		g.WriteTimeout = caddy.Duration(defaultWriteTimeout)
@@ -130,6 +151,9 @@ func (g *Grip) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	}
 	if err := g.prepareOriginRequest(r.Header); err != nil {
 		return caddyhttp.Error(http.StatusInternalServerError, err)
+	}
+	if g.WebSocket != "passthrough" && isWebSocketUpgrade(r) {
+		return g.serveWebSocket(w, r, next)
 	}
 	s := &session{g: g, w: w, r: r}
 	rec := newRecorder(w, g.MaxInstructSize, s.decide)

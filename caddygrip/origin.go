@@ -1,0 +1,103 @@
+package caddygrip
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+)
+
+// capture is the ResponseWriter of a re-issued origin request: status,
+// headers and a bounded body, never the client's writer.
+type capture struct {
+	header   http.Header
+	status   int
+	body     bytes.Buffer
+	limit    int
+	overflow bool
+}
+
+func newCapture(limit int) *capture { return &capture{header: make(http.Header), limit: limit} }
+
+func (c *capture) Header() http.Header { return c.header }
+
+func (c *capture) WriteHeader(status int) {
+	if c.status == 0 && status >= 200 {
+		c.status = status
+	}
+}
+
+// Write keeps the body up to the limit and never fails: a writer error
+// would make reverse_proxy abort with a panic.
+func (c *capture) Write(p []byte) (int, error) {
+	if c.status == 0 {
+		c.status = http.StatusOK
+	}
+	if room := c.limit - c.body.Len(); len(p) > room {
+		c.overflow = true
+		if room > 0 {
+			c.body.Write(p[:room])
+		}
+	} else {
+		c.body.Write(p)
+	}
+	return len(p), nil
+}
+
+// Flush is a no-op: the body is read once complete.
+func (c *capture) Flush() {}
+
+// originRequest re-issues a request through the rest of the route, the way
+// the client's own request went: same URL, host, client address and TLS
+// state, so that load balancing, caching and matchers treat it alike.
+type originRequest struct {
+	orig   *http.Request
+	next   caddyhttp.Handler
+	server *caddyhttp.Server
+	limit  int
+}
+
+func newOriginRequest(r *http.Request, next caddyhttp.Handler, limit int) *originRequest {
+	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return &originRequest{orig: r, next: next, server: srv, limit: limit}
+}
+
+// do sends one request and returns the captured response. It may run on
+// any goroutine: an abort panic in the handler chain becomes an error
+// instead of taking the process down.
+func (o *originRequest) do(ctx context.Context, method string, header http.Header, body []byte) (res *capture, err error) {
+	r := o.orig.Clone(ctx)
+	r.Method = method
+	r.Header = header
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(body)), nil }
+	r.ContentLength = int64(len(body))
+	r.Header.Set("Content-Length", strconv.Itoa(len(body)))
+	r.TransferEncoding = nil
+	r.Close = false
+
+	res = newCapture(o.limit)
+	r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), res, o.server)
+	defer func() {
+		if v := recover(); v != nil {
+			if v == http.ErrAbortHandler {
+				err = errors.New("origin request aborted")
+				return
+			}
+			err = fmt.Errorf("origin request panicked: %v", v)
+		}
+	}()
+	if err := o.next.ServeHTTP(res, r); err != nil {
+		return res, err
+	}
+	if res.overflow {
+		return res, fmt.Errorf("origin response over %d bytes", o.limit)
+	}
+	return res, nil
+}

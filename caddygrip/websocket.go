@@ -1,0 +1,221 @@
+package caddygrip
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"path"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/caddy-grip/grip/wsoverhttp"
+)
+
+// WebSocket-over-HTTP limits and timers, Pushpin's where it has them.
+const (
+	defaultMaxMessageSize = 1 << 20
+	wohMaxResponse        = 1000000 // the largest origin response body
+	wohMaxBatch           = 200000  // client bytes batched into one request
+	minKeepAliveInterval  = 20 * time.Second
+	wsPingInterval        = 30 * time.Second
+	wsPongWait            = 2*wsPingInterval + 10*time.Second
+	wsCloseWait           = 5 * time.Second  // for the other side's close frame
+	originCallTimeout     = 60 * time.Second // one WebSocket-over-HTTP request
+)
+
+// isWebSocketUpgrade reports an HTTP/1.1 WebSocket handshake request.
+func isWebSocketUpgrade(r *http.Request) bool {
+	return r.Method == http.MethodGet && r.ProtoMajor == 1 &&
+		headerHasToken(r.Header, "Connection", "upgrade") &&
+		strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
+}
+
+func headerHasToken(h http.Header, name, token string) bool {
+	for _, v := range h.Values(name) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// originAllowed applies the origins option to the client's Origin header.
+// Clients that send none (non-browsers) are allowed, as gorilla does.
+func (g *Grip) originAllowed(r *http.Request) bool {
+	o := r.Header.Get("Origin")
+	if len(g.Origins) == 0 || o == "" {
+		return true
+	}
+	for _, p := range g.Origins {
+		if ok, _ := path.Match(p, o); ok || p == "*" {
+			return true
+		}
+	}
+	return false
+}
+
+// serveWebSocket runs a client WebSocket as WebSocket-over-HTTP toward the
+// origin: the origin sees short POSTs of events through the same route.
+func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	if !g.originAllowed(r) {
+		g.logger.Info("refused WebSocket origin", zap.String("origin", r.Header.Get("Origin")))
+		writeText(w, http.StatusForbidden, "Origin not allowed.\n")
+		return nil
+	}
+	if r.Header.Get("Sec-WebSocket-Version") != "13" || r.Header.Get("Sec-WebSocket-Key") == "" {
+		w.Header().Set("Sec-WebSocket-Version", "13")
+		writeText(w, http.StatusBadRequest, "Bad WebSocket handshake.\n")
+		return nil
+	}
+	s := &wsSession{
+		g:      g,
+		r:      r,
+		origin: newOriginRequest(r, next, wohMaxResponse),
+		connID: newConnectionID(),
+		base:   wohBaseHeader(r.Header),
+		meta:   map[string]string{},
+		prefix: wsoverhttp.DefaultMessagePrefix,
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+
+	res, err := s.post(ctx, []wsoverhttp.Event{{Type: wsoverhttp.Open}})
+	if err != nil {
+		g.logger.Error("WebSocket OPEN to origin failed", zap.Error(err), zap.String("uri", r.RequestURI))
+		return caddyhttp.Error(http.StatusBadGateway, err)
+	}
+	if !isEventsResponse(res) {
+		relayCapture(w, res) // the origin refused the connection
+		return nil
+	}
+	events, err := wsoverhttp.ParseEvents(res.body.Bytes(), 0)
+	if err != nil || len(events) == 0 || events[0].Type != wsoverhttp.Open {
+		if err == nil {
+			err = errors.New("first event is not OPEN")
+		}
+		return s.fail(w, err)
+	}
+	s.gripExt, s.prefix = wsoverhttp.ParseGripExtension(res.header.Values("Sec-WebSocket-Extensions"))
+	s.applyHeaders(res.header)
+
+	up := websocket.Upgrader{
+		CheckOrigin:     func(*http.Request) bool { return true }, // checked above
+		WriteBufferPool: wsWriteBufferPool,
+	}
+	if p := res.header.Get("Sec-WebSocket-Protocol"); p != "" {
+		up.Subprotocols = []string{p}
+	}
+	conn, err := up.Upgrade(hijacker{w}, r, clientHandshakeHeader(res.header))
+	if err != nil {
+		g.logger.Info("WebSocket upgrade failed", zap.Error(err))
+		go s.disconnect()
+		return nil // gorilla has answered the client
+	}
+	s.conn = conn
+	return s.run(ctx, events[1:])
+}
+
+// hijacker reaches Hijack through Caddy's writer wrappers, which do not
+// implement http.Hijacker themselves.
+type hijacker struct{ http.ResponseWriter }
+
+func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	return http.NewResponseController(h.ResponseWriter).Hijack()
+}
+
+// wsWriteBufferPool lends write buffers to connections only while they
+// write, so that idle connections hold none.
+var wsWriteBufferPool = new(sync.Pool)
+
+// newConnectionID is a random Connection-Id for the origin.
+func newConnectionID() string {
+	var b [16]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
+// wohBaseHeader is what every origin request of a session carries from the
+// client: its headers without the handshake and hop-by-hop ones. Grip-*
+// headers were already removed from untrusted clients.
+func wohBaseHeader(client http.Header) http.Header {
+	h := client.Clone()
+	for _, k := range []string{"Upgrade", "Connection", "Accept", "Connection-Id", "Content-Length",
+		"Sec-Websocket-Key", "Sec-Websocket-Version", "Sec-Websocket-Extensions", "Grip-Sig"} {
+		h.Del(k)
+	}
+	for k := range h {
+		if strings.HasPrefix(k, "Meta-") {
+			delete(h, k)
+		}
+	}
+	h.Set("Accept", wsoverhttp.ContentType)
+	h.Set("Content-Type", wsoverhttp.ContentType)
+	h.Set("Sec-WebSocket-Extensions", wsoverhttp.GripExtension)
+	return h
+}
+
+// isEventsResponse reports an origin accepting WebSocket-over-HTTP.
+func isEventsResponse(res *capture) bool {
+	ct := res.header.Get("Content-Type")
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return res.status == http.StatusOK && strings.EqualFold(strings.TrimSpace(ct), wsoverhttp.ContentType)
+}
+
+// relayCapture answers the client with an origin response as it is.
+func relayCapture(w http.ResponseWriter, res *capture) {
+	h := w.Header()
+	for k, v := range res.header {
+		if !isGripHeader(k) {
+			h[k] = v
+		}
+	}
+	h.Set("Content-Length", strconv.Itoa(res.body.Len()))
+	status := res.status
+	if status == 0 {
+		status = http.StatusBadGateway
+	}
+	w.WriteHeader(status)
+	_, _ = w.Write(res.body.Bytes())
+}
+
+// clientHandshakeHeader is what of the origin's OPEN answer the client's
+// 101 response carries (cookies and the like).
+func clientHandshakeHeader(origin http.Header) http.Header {
+	h := http.Header{}
+	for k, v := range origin {
+		switch {
+		case k == "Content-Length", k == "Content-Type", k == "Keep-Alive-Interval",
+			k == "Sec-Websocket-Extensions", k == "Sec-Websocket-Protocol",
+			k == "Connection", k == "Upgrade", k == "Transfer-Encoding",
+			strings.HasPrefix(k, "Set-Meta-"), isGripHeader(k):
+		default:
+			h[k] = v
+		}
+	}
+	return h
+}
+
+// fail ends a handshake whose origin answer could not be used.
+func (s *wsSession) fail(w http.ResponseWriter, err error) error {
+	s.g.logger.Error("invalid WebSocket-over-HTTP answer from origin", zap.Error(err), zap.String("uri", s.r.RequestURI))
+	writeText(w, http.StatusBadGateway, fmt.Sprintf("Error while proxying to origin: %v\n", err))
+	return nil
+}
+
+// Interface guards
+var _ http.Hijacker = hijacker{}

@@ -1,0 +1,434 @@
+package caddygrip
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"go.uber.org/zap"
+
+	"github.com/caddy-grip/grip/hub"
+	"github.com/caddy-grip/grip/wsoverhttp"
+)
+
+// wsSession is one client WebSocket spoken to the origin as
+// WebSocket-over-HTTP. Only run's goroutine writes to the client (gorilla
+// allows one writer, plus control frames from anywhere).
+type wsSession struct {
+	g      *Grip
+	r      *http.Request
+	origin *originRequest
+	connID string
+	base   http.Header       // client headers every origin request carries
+	meta   map[string]string // sent as Meta-* headers
+	conn   *websocket.Conn
+	sub    *hub.Subscriber
+
+	gripExt  bool   // the origin enabled the grip extension
+	prefix   string // its message prefix
+	detached bool   // the origin leg is closed; client messages are dropped
+
+	keepAliveInterval time.Duration // empty origin requests after this idle time
+	clientKA          *wsoverhttp.Control
+	delayed           *wsoverhttp.Control // the send-delayed slot
+
+	closing     bool // a close frame went to the client
+	originClose bool // the origin closed: it wants no CLOSE back
+}
+
+// originResult is one finished origin request.
+type originResult struct {
+	res *capture
+	err error
+}
+
+// post sends events to the origin and returns its answer.
+func (s *wsSession) post(ctx context.Context, events []wsoverhttp.Event) (*capture, error) {
+	h := s.base.Clone()
+	h.Set("Connection-Id", s.connID)
+	for k, v := range s.meta {
+		h.Set("Meta-"+k, v)
+	}
+	if s.g.signer != nil {
+		tok, err := s.g.signer.Token()
+		if err != nil {
+			return nil, fmt.Errorf("signing Grip-Sig: %w", err)
+		}
+		h.Set("Grip-Sig", tok)
+	}
+	ctx, cancel := context.WithTimeout(ctx, originCallTimeout)
+	defer cancel()
+	return s.origin.do(ctx, http.MethodPost, h, wsoverhttp.AppendEvents(nil, events...))
+}
+
+// applyHeaders takes Set-Meta-* and Keep-Alive-Interval from an answer.
+func (s *wsSession) applyHeaders(h http.Header) {
+	for k, v := range h {
+		if name, ok := strings.CutPrefix(k, "Set-Meta-"); ok {
+			if len(v) == 0 || v[0] == "" {
+				delete(s.meta, name)
+			} else {
+				s.meta[name] = v[0]
+			}
+		}
+	}
+	if v := h.Get("Keep-Alive-Interval"); v != "" {
+		if n, err := strconv.Atoi(v); err == nil && n > 0 {
+			s.keepAliveInterval = max(time.Duration(n)*time.Second, minKeepAliveInterval)
+		}
+	}
+}
+
+// run is the session: client messages batched to the origin one request
+// at a time, origin events and published messages to the client.
+func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
+	defer s.conn.Close()
+	s.sub = hub.NewSubscriber(hub.KindWebSocket)
+	defer s.g.ref.hub.UnsubscribeAll(s.sub)
+
+	inbound := make(chan wsoverhttp.Event, 64)
+	readErr := make(chan error, 1)
+	go s.readLoop(inbound, readErr)
+
+	if s.applyEvents(initial) {
+		return nil
+	}
+	results := make(chan originResult, 1)
+	var pending []wsoverhttp.Event
+	pendingBytes, inFlight, refresh := 0, false, false
+	idle := newResettableTimer(s.keepAliveInterval)
+	defer idle.stop()
+	clientKA := newResettableTimer(0)
+	defer clientKA.stop()
+	delayed := newResettableTimer(0)
+	defer delayed.stop()
+	ping := time.NewTicker(wsPingInterval)
+	defer ping.Stop()
+	var closeDeadline <-chan time.Time
+	var batch []hub.Delivery
+
+	for {
+		in := inbound
+		if pendingBytes >= wohMaxBatch {
+			in = nil // back-pressure: stop reading the client until the origin catches up
+		}
+		select {
+		case ev := <-in:
+			if s.detached {
+				continue
+			}
+			pending = append(pending, ev)
+			pendingBytes += len(ev.Content) + 16
+		case err := <-readErr:
+			// The client is gone: DISCONNECT unless it closed cleanly.
+			var ce *websocket.CloseError
+			if !errors.As(err, &ce) || s.detached || s.originClose {
+				if !s.detached && !s.originClose {
+					go s.disconnect()
+				}
+				return nil
+			}
+			if !s.closing {
+				s.writeClose(ce.Code, ce.Text)
+			}
+			if !inFlight {
+				_, _ = s.post(ctx, append(pending, wsoverhttp.CloseEvent(ce.Code, ce.Text)))
+			}
+			return nil
+		case r := <-results:
+			inFlight = false
+			if r.err == nil && !isEventsResponse(r.res) {
+				r.err = fmt.Errorf("origin answered %d %q", r.res.status, r.res.header.Get("Content-Type"))
+			}
+			if r.err != nil {
+				s.g.logger.Error("WebSocket-over-HTTP request failed", zap.Error(r.err), zap.String("connection_id", s.connID))
+				s.writeClose(websocket.CloseInternalServerErr, "origin error")
+				return nil
+			}
+			s.applyHeaders(r.res.header)
+			events, err := wsoverhttp.ParseEvents(r.res.body.Bytes(), 0)
+			if err != nil {
+				s.g.logger.Error("invalid WebSocket-over-HTTP answer from origin", zap.Error(err), zap.String("connection_id", s.connID))
+				s.writeClose(websocket.CloseInternalServerErr, "origin error")
+				return nil
+			}
+			if s.applyEvents(events) {
+				return nil
+			}
+			idle.reset(s.keepAliveInterval)
+		case <-s.sub.Ready():
+			batch = s.sub.Take(batch[:0])
+			for _, d := range batch {
+				switch f := d.Item.WSMessage; f.Action {
+				case hub.ActionSend:
+					s.write(messageType(f.Type), f.Content)
+					clientKA.reset(s.clientKATimeout())
+				case hub.ActionClose:
+					s.writeClose(f.Code, f.Reason)
+				case hub.ActionRefresh:
+					refresh = true
+				}
+			}
+		case <-s.sub.Closed():
+			if s.sub.Reason() == hub.ReasonSlow {
+				return nil
+			}
+			s.writeClose(websocket.CloseGoingAway, "server shutting down")
+			go s.disconnect()
+			return nil
+		case <-idle.c():
+			idle.stop()
+			refresh = true
+		case <-clientKA.c():
+			if ka := s.clientKA; ka != nil {
+				s.write(messageType(ka.MessageType), ka.Content)
+				clientKA.reset(ka.Timeout)
+			}
+		case <-delayed.c():
+			delayed.stop()
+			s.flushDelayed()
+		case <-ping.C:
+			_ = s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Duration(s.g.WriteTimeout)))
+		case <-closeDeadline:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+		if s.closing && closeDeadline == nil {
+			closeDeadline = time.After(wsCloseWait)
+		}
+		if !inFlight && !s.detached && (len(pending) > 0 || refresh) {
+			events := pending
+			pending, pendingBytes, refresh, inFlight = nil, 0, false, true
+			go func() {
+				res, err := s.post(ctx, events)
+				results <- originResult{res, err}
+			}()
+		}
+		if s.delayed != nil {
+			delayed.resetIfStopped(s.delayed.Timeout)
+		}
+	}
+}
+
+// readLoop feeds client messages to run; a close frame arrives as the
+// *websocket.CloseError that ends it.
+func (s *wsSession) readLoop(inbound chan<- wsoverhttp.Event, done chan<- error) {
+	c := s.conn
+	c.SetReadLimit(int64(s.g.MaxMessageSize))
+	_ = c.SetReadDeadline(time.Now().Add(wsPongWait))
+	c.SetPongHandler(func(string) error { return c.SetReadDeadline(time.Now().Add(wsPongWait)) })
+	c.SetCloseHandler(func(int, string) error { return nil }) // run answers after the origin
+	for {
+		mt, data, err := c.ReadMessage()
+		if err != nil {
+			done <- err
+			return
+		}
+		_ = c.SetReadDeadline(time.Now().Add(wsPongWait))
+		t := wsoverhttp.Text
+		if mt == websocket.BinaryMessage {
+			t = wsoverhttp.Binary
+		}
+		inbound <- wsoverhttp.Event{Type: t, Content: data}
+	}
+}
+
+// applyEvents carries out an origin answer; it reports whether the session
+// is over.
+func (s *wsSession) applyEvents(events []wsoverhttp.Event) (over bool) {
+	for _, ev := range events {
+		switch ev.Type {
+		case wsoverhttp.Text, wsoverhttp.Binary:
+			data := ev.Content
+			if s.gripExt {
+				kind, payload := wsoverhttp.SplitMessage(ev.Type, ev.Content, s.prefix)
+				switch kind {
+				case wsoverhttp.MessageControl:
+					s.control(payload)
+					continue
+				case wsoverhttp.MessageDrop:
+					continue
+				}
+				data = payload
+			}
+			mt := websocket.TextMessage
+			if ev.Type == wsoverhttp.Binary {
+				mt = websocket.BinaryMessage
+			}
+			s.write(mt, data)
+		case wsoverhttp.Ping:
+			_ = s.conn.WriteControl(websocket.PingMessage, ev.Content, time.Now().Add(time.Duration(s.g.WriteTimeout)))
+		case wsoverhttp.Pong:
+			_ = s.conn.WriteControl(websocket.PongMessage, ev.Content, time.Now().Add(time.Duration(s.g.WriteTimeout)))
+		case wsoverhttp.Close:
+			code, reason, _ := ev.CloseCode()
+			s.originClose = true
+			s.writeClose(code, reason)
+		case wsoverhttp.Open, wsoverhttp.Disconnect:
+			// An OPEN after OPEN, or DISCONNECT: the origin drops the client.
+			s.originClose = true
+			return true
+		}
+	}
+	return false
+}
+
+// control carries out a GRIP control message; invalid ones are ignored
+// with a debug line, as in Pushpin.
+func (s *wsSession) control(payload []byte) {
+	c, err := wsoverhttp.ParseControl(payload)
+	if err != nil {
+		if ce := s.g.logger.Check(zap.DebugLevel, "ignoring invalid control message"); ce != nil {
+			ce.Write(zap.Error(err), zap.String("connection_id", s.connID))
+		}
+		return
+	}
+	h := s.g.ref.hub
+	switch c.Type {
+	case wsoverhttp.ControlSubscribe:
+		if len(s.sub.Channels()) < MaxChannels {
+			h.Subscribe(s.sub, c.Channel)
+		}
+	case wsoverhttp.ControlUnsubscribe:
+		h.Unsubscribe(s.sub, c.Channel)
+	case wsoverhttp.ControlDetach:
+		s.detached = true
+	case wsoverhttp.ControlSetMeta:
+		if c.HasValue && c.Value != "" {
+			s.meta[c.Name] = c.Value
+		} else {
+			delete(s.meta, c.Name)
+		}
+	case wsoverhttp.ControlKeepAlive:
+		s.clientKA = nil
+		if c.HasContent {
+			s.clientKA = c
+		}
+	case wsoverhttp.ControlSendDelayed:
+		s.flushDelayed()
+		s.delayed = c
+	case wsoverhttp.ControlFlushDelayed:
+		s.flushDelayed()
+	}
+}
+
+// flushDelayed sends the send-delayed message, if one waits.
+func (s *wsSession) flushDelayed() {
+	if d := s.delayed; d != nil {
+		s.delayed = nil
+		s.write(messageType(d.MessageType), d.Content)
+	}
+}
+
+func (s *wsSession) clientKATimeout() time.Duration {
+	if s.clientKA == nil || s.clientKA.Mode == "interval" {
+		return 0
+	}
+	return s.clientKA.Timeout
+}
+
+// write sends one message to the client under the write deadline; a client
+// that cannot take it is a slow consumer.
+func (s *wsSession) write(mt int, data []byte) {
+	if s.closing {
+		return
+	}
+	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Duration(s.g.WriteTimeout)))
+	var err error
+	if mt == websocket.PingMessage || mt == websocket.PongMessage {
+		err = s.conn.WriteControl(mt, data, time.Now().Add(time.Duration(s.g.WriteTimeout)))
+	} else {
+		err = s.conn.WriteMessage(mt, data)
+	}
+	if err != nil {
+		s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("WebSocket write to %s: %w", s.r.RemoteAddr, err))
+		s.closing = true
+	}
+}
+
+// writeClose sends a close frame once; the session then waits a little for
+// the client's answer.
+func (s *wsSession) writeClose(code int, reason string) {
+	if s.closing {
+		return
+	}
+	s.closing = true
+	msg := websocket.FormatCloseMessage(code, reason)
+	if code <= 0 || code == websocket.CloseNoStatusReceived {
+		msg = websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
+	}
+	_ = s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Duration(s.g.WriteTimeout)))
+}
+
+// disconnect tells the origin the client is gone, in the background and
+// best effort, as Pushpin does.
+func (s *wsSession) disconnect() {
+	ctx := context.WithoutCancel(s.r.Context())
+	if _, err := s.post(ctx, []wsoverhttp.Event{{Type: wsoverhttp.Disconnect}}); err != nil {
+		if ce := s.g.logger.Check(zap.DebugLevel, "DISCONNECT to origin failed"); ce != nil {
+			ce.Write(zap.Error(err), zap.String("connection_id", s.connID))
+		}
+	}
+}
+
+// messageType maps a GRIP message type name to gorilla's.
+func messageType(t string) int {
+	switch t {
+	case "binary":
+		return websocket.BinaryMessage
+	case "ping":
+		return websocket.PingMessage
+	case "pong":
+		return websocket.PongMessage
+	}
+	return websocket.TextMessage
+}
+
+// resettableTimer is a timer that may be off (zero duration).
+type resettableTimer struct{ t *time.Timer }
+
+func newResettableTimer(d time.Duration) *resettableTimer {
+	rt := &resettableTimer{}
+	rt.reset(d)
+	return rt
+}
+
+// reset re-arms the timer for d, or turns it off when d is zero.
+func (rt *resettableTimer) reset(d time.Duration) {
+	if d <= 0 {
+		rt.stop()
+		return
+	}
+	if rt.t == nil {
+		rt.t = time.NewTimer(d)
+		return
+	}
+	rt.t.Reset(d)
+}
+
+// resetIfStopped arms the timer only if it is not already running.
+func (rt *resettableTimer) resetIfStopped(d time.Duration) {
+	if rt.t == nil {
+		rt.reset(d)
+	}
+}
+
+func (rt *resettableTimer) c() <-chan time.Time {
+	if rt.t == nil {
+		return nil
+	}
+	return rt.t.C
+}
+
+func (rt *resettableTimer) stop() {
+	if rt.t != nil {
+		rt.t.Stop()
+		rt.t = nil
+	}
+}
