@@ -57,6 +57,9 @@ func TestCaddyfileAdaptsEveryOptionAndOrdersDirectives(t *testing.T) {
 		upstream_key up
 		max_instruct_size 5000
 		write_timeout 3s
+		websocket passthrough
+		origins https://a.example https://*.b.example
+		max_message_size 4096
 	}
 	grip_publish /grip/* {
 		hub h1
@@ -76,7 +79,7 @@ func TestCaddyfileAdaptsEveryOptionAndOrdersDirectives(t *testing.T) {
 	}
 	want := []string{
 		`{"handler":"grip_publish","hub":"h1","key":"k","max_body_size":700}`,
-		`{"handler":"grip","hub":"h1","max_instruct_size":5000,"sig_iss":"me","sig_key":"s3cret","upstream_key":"up","write_timeout":3000000000}`,
+		`{"handler":"grip","hub":"h1","max_instruct_size":5000,"max_message_size":4096,"origins":["https://a.example","https://*.b.example"],"sig_iss":"me","sig_key":"s3cret","upstream_key":"up","websocket":"passthrough","write_timeout":3000000000}`,
 	}
 	for i, w := range want {
 		got, _ := json.Marshal(hs[i])
@@ -94,6 +97,8 @@ func TestCaddyfileRejectsBadOptions(t *testing.T) {
 		{"grip {\n\twrite_timeout soon\n}", "positive duration"},
 		{"grip {\n\thub\n}", "wrong argument count"},
 		{"grip extra", "wrong argument count"},
+		{"grip {\n\twebsocket sometimes\n}", "over_http or passthrough"},
+		{"grip {\n\torigins\n}", "wrong argument count"},
 	}
 	for i, tc := range cases {
 		_, err := adaptHandlers(t, ":8080 {\n"+tc.body+"\n}")

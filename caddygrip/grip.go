@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -74,6 +75,7 @@ type Grip struct {
 	MaxMessageSize int `json:"max_message_size,omitempty"`
 
 	ref      hubRef
+	sessions *sync.WaitGroup // WebSocket sessions, which Caddy's shutdown does not wait for
 	signer   *Signer
 	upstream *SigKey
 	logger   *zap.Logger
@@ -90,6 +92,7 @@ func (Grip) CaddyModule() caddy.ModuleInfo {
 // Provision claims the hub, parses the keys and arranges the drain on exit.
 func (g *Grip) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
+	g.sessions = new(sync.WaitGroup)
 	repl := caddy.NewReplacer()
 	if g.SigIss == "" {
 		g.SigIss = defaultSigIss
@@ -127,7 +130,23 @@ func (g *Grip) Provision(ctx caddy.Context) error {
 	if err := g.ref.acquire(g.Hub, g.logger); err != nil {
 		return fmt.Errorf("hub %q: %w", g.Hub, err)
 	}
-	return onExit(ctx, g.ref.hub.Drain)
+	return onExit(ctx, g.drain)
+}
+
+// drain ends every held connection for exit, then gives WebSocket sessions
+// a moment to tell their origin: Caddy's shutdown does not wait for
+// hijacked connections, so nothing else would.
+func (g *Grip) drain() {
+	g.ref.hub.Drain()
+	done := make(chan struct{})
+	go func() {
+		g.sessions.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(wsDrainWait):
+	}
 }
 
 // Cleanup releases the hub; held connections keep it alive across a reload.

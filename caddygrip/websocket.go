@@ -31,6 +31,7 @@ const (
 	wsPingInterval        = 30 * time.Second
 	wsPongWait            = 2*wsPingInterval + 10*time.Second
 	wsCloseWait           = 5 * time.Second  // for the other side's close frame
+	wsDrainWait           = 5 * time.Second  // on exit, for sessions to tell their origin
 	originCallTimeout     = 60 * time.Second // one WebSocket-over-HTTP request
 )
 
@@ -125,6 +126,8 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 		return nil // gorilla has answered the client
 	}
 	s.conn = conn
+	g.sessions.Add(1)
+	defer g.sessions.Done()
 	return s.run(ctx, events[1:])
 }
 

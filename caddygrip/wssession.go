@@ -178,8 +178,10 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 			if s.sub.Reason() == hub.ReasonSlow {
 				return nil
 			}
+			// Shutting down: the process may exit right after, so the
+			// origin is told now rather than in the background.
 			s.writeClose(websocket.CloseGoingAway, "server shutting down")
-			go s.disconnect()
+			s.disconnect()
 			return nil
 		case <-idle.c():
 			idle.stop()

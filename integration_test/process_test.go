@@ -12,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/caddy-grip/grip/wsoverhttp"
 )
 
 var (
@@ -161,6 +165,58 @@ http://%s {
 		if p.err != nil {
 			t.Fatalf("caddy exit: %v", p.err)
 		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("caddy did not exit")
+	}
+}
+
+func TestExitClosesWebSocketsWithGoingAway(t *testing.T) {
+	disconnected := make(chan struct{}, 1)
+	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		evs, _ := wsoverhttp.ParseEvents(body, 0)
+		var out []wsoverhttp.Event
+		for _, e := range evs {
+			switch e.Type {
+			case wsoverhttp.Open:
+				out = append(out, e, wsoverhttp.Event{Type: wsoverhttp.Text, Content: []byte(`c:{"type":"subscribe","channel":"exit"}`)})
+			case wsoverhttp.Disconnect:
+				disconnected <- struct{}{}
+			}
+		}
+		w.Header().Set("Content-Type", wsoverhttp.ContentType)
+		w.Header().Set("Sec-WebSocket-Extensions", "grip")
+		w.Write(wsoverhttp.AppendEvents(nil, out...))
+	})
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	p := startCaddyProcess(t, fmt.Sprintf(`{
+	admin off
+	grace_period 5m
+}
+http://%s {
+	grip
+	reverse_proxy %s
+}`, addr, origin.Listener.Addr()), addr)
+	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	exited := p.signal(t, syscall.SIGTERM)
+	// Caddy's own shutdown ignores hijacked connections: without the drain
+	// this read would block until the 5-minute grace period ran out.
+	_ = c.SetReadDeadline(time.Now().Add(60 * time.Second))
+	_, _, err = c.ReadMessage()
+	if !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+		t.Fatalf("read: %v, want close 1001", err)
+	}
+	select {
+	case <-disconnected:
+	case <-time.After(60 * time.Second):
+		t.Fatal("origin got no DISCONNECT")
+	}
+	select {
+	case <-exited:
 	case <-time.After(60 * time.Second):
 		t.Fatal("caddy did not exit")
 	}
