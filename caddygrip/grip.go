@@ -174,7 +174,7 @@ func (g *Grip) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if g.WebSocket != "passthrough" && isWebSocketUpgrade(r) {
 		return g.serveWebSocket(w, r, next)
 	}
-	s := &session{g: g, w: w, r: r}
+	s := &session{g: g, w: w, r: r, next: next}
 	rec := newRecorder(w, g.MaxInstructSize, s.decide)
 	err := next.ServeHTTP(rec, r)
 	switch rec.mode {

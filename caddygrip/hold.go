@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
 	"github.com/caddy-grip/grip/hub"
@@ -17,12 +18,14 @@ import (
 // session is one client request under a grip handler, from the origin's
 // answer to the end of the hold.
 type session struct {
-	g    *Grip
-	w    http.ResponseWriter
-	r    *http.Request
-	inst *Instruct
-	sub  *hub.Subscriber
-	err  error // instructions rejected while deciding
+	g       *Grip
+	w       http.ResponseWriter
+	r       *http.Request
+	next    caddyhttp.Handler
+	retries int // origin re-requests for prev-id recovery and hints
+	inst    *Instruct
+	sub     *hub.Subscriber
+	err     error // instructions rejected while deciding
 
 	// originHeader is the origin's GRIP reply headers, kept aside so they
 	// never reach the client as they are.
@@ -100,10 +103,16 @@ func (s *session) done() {
 }
 
 // holdResponse waits for the first published http-response, the timeout,
-// or the client leaving (long-polling).
+// or the client leaving (long-polling). A client whose prev-id shows it
+// missed a publish is sent back to the origin instead, as is a hint.
 func (s *session) holdResponse() error {
 	s.subscribe(hub.KindResponse)
 	defer s.done()
+	// Checked after subscribing: a publish from then on is delivered, one
+	// from before shows in the channel's last published id.
+	if s.staleChannel() && len(s.sub.Ready()) == 0 {
+		return s.retry("prev-id behind the channel")
+	}
 	timer := time.NewTimer(s.inst.Timeout)
 	defer timer.Stop()
 	var batch []hub.Delivery
@@ -112,7 +121,14 @@ func (s *session) holdResponse() error {
 		case <-s.sub.Ready():
 			batch = s.sub.Take(batch[:0])
 			for _, d := range batch {
-				if f := d.Item.HTTPResponse; f.Action == hub.ActionSend {
+				f := d.Item.HTTPResponse
+				switch {
+				case f.Action == hub.ActionHint:
+					return s.retry("hint")
+				case f.Action != hub.ActionSend:
+				case s.gap(d):
+					return s.retry("prev-id gap")
+				default:
 					s.respondPublished(f)
 					return nil
 				}
@@ -127,6 +143,79 @@ func (s *session) holdResponse() error {
 			return nil
 		}
 	}
+}
+
+// maxRetries bounds origin re-requests for one client request.
+const maxRetries = 5
+
+// staleChannel reports a channel whose last published id is not the
+// prev-id the origin gave: something was published the client lacks.
+func (s *session) staleChannel() bool {
+	for _, c := range s.inst.Channels {
+		if c.PrevID == "" {
+			continue
+		}
+		if id, ok := s.g.ref.hub.LastPublishedID(c.Name); ok && id != c.PrevID {
+			return true
+		}
+	}
+	return false
+}
+
+// gap reports a delivered item that does not follow the client's prev-id.
+func (s *session) gap(d hub.Delivery) bool {
+	if d.Item.PrevID == "" {
+		return false
+	}
+	for _, c := range s.inst.Channels {
+		if c.Name == d.Channel && c.PrevID != "" {
+			return c.PrevID != d.Item.PrevID
+		}
+	}
+	return false
+}
+
+// retry re-issues the client's request to the origin, with Grip-Last for
+// each channel's prev-id, and serves whatever it answers. Requests with a
+// body are not re-issued (their body was consumed), nor beyond maxRetries:
+// those keep holding.
+func (s *session) retry(why string) error {
+	s.done()
+	if s.retries >= maxRetries || s.r.ContentLength != 0 {
+		s.inst = s.withoutPrevIDs()
+		return s.holdResponse()
+	}
+	s.retries++
+	if c := s.g.logger.Check(zap.DebugLevel, "re-requesting from origin"); c != nil {
+		c.Write(zap.String("reason", why), zap.String("uri", s.r.RequestURI))
+	}
+	h := s.r.Header.Clone()
+	for _, c := range s.inst.Channels {
+		if c.PrevID != "" {
+			h.Add("Grip-Last", c.Name+"; last-id="+c.PrevID)
+		}
+	}
+	res, err := newOriginRequest(s.r, s.next, s.g.MaxInstructSize).do(s.r.Context(), s.r.Method, h, nil)
+	if err != nil {
+		return s.fail(err)
+	}
+	if !IsGrip(res.header) {
+		relayCapture(s.w, res)
+		return nil
+	}
+	s.originHeader, s.sub = res.header, nil
+	return s.serveBuffered(res.status, res.body.Bytes())
+}
+
+// withoutPrevIDs is the instruction with prev-ids dropped, for holding
+// once re-requests are exhausted.
+func (s *session) withoutPrevIDs() *Instruct {
+	inst := *s.inst
+	inst.Channels = append([]ChannelSpec(nil), inst.Channels...)
+	for i := range inst.Channels {
+		inst.Channels[i].PrevID = ""
+	}
+	return &inst
 }
 
 // holdStream appends each published http-stream item to the response,

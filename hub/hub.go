@@ -92,12 +92,14 @@ type Hub struct {
 	bus   atomic.Pointer[busBox]
 	busMu sync.Mutex // serialises SetBus and Close of the bus
 
-	seed    maphash.Seed
-	epoch   time.Time // origin of the monotonic clock the de-dup cache uses
-	shards  [numShards]shard
-	dedup   *dedup
-	closed  atomic.Bool
-	drained atomic.Bool // Drain ran: the server is exiting
+	seed   maphash.Seed
+	epoch  time.Time // origin of the monotonic clock the de-dup cache uses
+	shards [numShards]shard
+	dedup  *dedup
+	// lastPublished is every channel's last published id, for recovery.
+	lastPublished *lastIDs
+	closed        atomic.Bool
+	drained       atomic.Bool // Drain ran: the server is exiting
 
 	channels, subscribers atomic.Int64
 
@@ -110,7 +112,7 @@ type busBox struct{ b Bus }
 
 // New returns a hub with cfg (defaults filled in) and a local bus.
 func New(cfg Config) *Hub {
-	h := &Hub{seed: maphash.MakeSeed(), epoch: time.Now(), dedup: newDedup()}
+	h := &Hub{seed: maphash.MakeSeed(), epoch: time.Now(), dedup: newDedup(), lastPublished: newLastIDs(DefaultLastIDChannels)}
 	for i := range h.shards {
 		h.shards[i].m = make(map[string]*channel)
 		h.shards[i].followed = make(map[string]struct{})
@@ -322,6 +324,7 @@ func (h *Hub) receiveRun(b *batch, name string, run []*Item) {
 			h.duplicates.Add(1)
 			continue
 		}
+		h.lastPublished.set(hash, name, it.ID)
 		if c != nil {
 			c.receiveLocked(b, it)
 		}

@@ -373,3 +373,61 @@ func TestClientMayNotSendWebSocketEvents(t *testing.T) {
 		t.Fatalf("status %d", resp.StatusCode)
 	}
 }
+
+func TestLongPollRecoversPublishMissedBeforeSubscribing(t *testing.T) {
+	var gripLast []string
+	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		if gl := r.Header.Get("Grip-Last"); gl != "" {
+			// The re-request: the origin serves what the client missed.
+			gripLast = append(gripLast, gl)
+			io.WriteString(w, "message 2\n")
+			return
+		}
+		// Item 2 is published after the origin decided to hold with
+		// prev-id 1, and before Caddy subscribes: without recovery it
+		// reaches nobody and the client waits for the timeout.
+		publish(t, `{"items":[{"channel":"gap","id":"2","prev-id":"1","formats":{"http-response":{"body":"pushed 2\n"}}}]}`)
+		w.Header().Set("Grip-Hold", "response")
+		w.Header().Set("Grip-Channel", "gap; prev-id=1")
+		io.WriteString(w, "timed out\n")
+	})
+	loadCaddyfile(t, gripSite(origin.URL, ""))
+	resp, body := get(t, caddyURL+"/lp", nil)
+	if resp.StatusCode != 200 || body != "message 2\n" {
+		t.Fatalf("got %d %q", resp.StatusCode, body)
+	}
+	if len(gripLast) != 1 || gripLast[0] != "gap; last-id=1" {
+		t.Fatalf("origin saw Grip-Last %q", gripLast)
+	}
+}
+
+func TestHintReissuesTheRequest(t *testing.T) {
+	asked := 0
+	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		asked++
+		if asked > 1 {
+			io.WriteString(w, "fresh from origin\n")
+			return
+		}
+		w.Header().Set("Grip-Hold", "response")
+		w.Header().Set("Grip-Channel", "hinted")
+		io.WriteString(w, "timed out\n")
+	})
+	loadCaddyfile(t, gripSite(origin.URL, ""))
+	done := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(caddyURL + "/lp")
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- string(b)
+	}()
+	waitSubscribers(t, 1)
+	publish(t, `{"items":[{"channel":"hinted","formats":{"http-response":{"action":"hint"}}}]}`)
+	if got := <-done; got != "fresh from origin\n" {
+		t.Fatalf("got %q", got)
+	}
+}

@@ -1,0 +1,45 @@
+package hub
+
+import (
+	"fmt"
+	"testing"
+)
+
+func TestLastPublishedIDIsKeptWithoutSubscribers(t *testing.T) {
+	h := New(Config{})
+	if _, ok := h.LastPublishedID("c"); ok {
+		t.Fatal("known before any publish")
+	}
+	h.Publish([]*Item{item("c", "1", ""), item("c", "2", "1")})
+	if id, ok := h.LastPublishedID("c"); !ok || id != "2" {
+		t.Fatalf("got %q %v, want 2", id, ok)
+	}
+	// A duplicate does not move it back.
+	h.Publish([]*Item{item("c", "1", "")})
+	if id, _ := h.LastPublishedID("c"); id != "2" {
+		t.Fatalf("after duplicate: %q", id)
+	}
+	// An item without an id makes it unknown.
+	h.Publish([]*Item{item("c", "", "")})
+	if _, ok := h.LastPublishedID("c"); ok {
+		t.Fatal("still known after an item without id")
+	}
+}
+
+func TestLastIDsStayBounded(t *testing.T) {
+	l := newLastIDs(64) // 2 per generation per shard
+	for i := range 10000 {
+		ch := fmt.Sprint("c", i)
+		l.set(uint64(i), ch, "x")
+	}
+	n := 0
+	for i := range l.shards {
+		n += len(l.shards[i].cur) + len(l.shards[i].old)
+	}
+	if n > 64 {
+		t.Fatalf("%d entries kept, want at most 64", n)
+	}
+	if id, ok := l.get(9999, "c9999"); !ok || id != "x" {
+		t.Fatal("most recent channel forgotten")
+	}
+}
