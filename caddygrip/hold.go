@@ -222,11 +222,15 @@ func (s *session) withoutPrevIDs() *Instruct {
 // coalescing whatever queued up into one flush, with keep-alives between.
 // The headers and initial body have been written.
 func (s *session) holdStream() error {
-	defer s.done()
 	rc := http.NewResponseController(s.w)
 	if err := rc.Flush(); err != nil {
+		s.done()
 		return nil
 	}
+	if s.hijackStream(rc) {
+		return nil
+	}
+	defer s.done()
 	ka := newKeepAliveTimer(s.inst.KeepAlive)
 	defer ka.stop()
 	var batch []hub.Delivery

@@ -35,6 +35,7 @@ type wsSession struct {
 
 	keepAliveInterval time.Duration // empty origin requests after this idle time
 	clientKA          *wsoverhttp.Control
+	clientKATimer     *resettableTimer    // sends clientKA to the client
 	delayed           *wsoverhttp.Control // the send-delayed slot
 
 	closing     bool // a close frame went to the client
@@ -95,20 +96,23 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 	readErr := make(chan error, 1)
 	go s.readLoop(inbound, readErr)
 
-	if s.applyEvents(initial) {
-		return nil
-	}
 	results := make(chan originResult, 1)
 	var pending []wsoverhttp.Event
 	pendingBytes, inFlight, refresh := 0, false, false
+	closeQueued, closePosted := false, false // the client's close, on its way to the origin
+	clientCode, clientText := 0, ""
 	idle := newResettableTimer(s.keepAliveInterval)
 	defer idle.stop()
 	clientKA := newResettableTimer(0)
+	s.clientKATimer = clientKA
 	defer clientKA.stop()
 	delayed := newResettableTimer(0)
 	defer delayed.stop()
 	ping := time.NewTicker(wsPingInterval)
 	defer ping.Stop()
+	if s.applyEvents(initial) {
+		return nil
+	}
 	var closeDeadline <-chan time.Time
 	var batch []hub.Delivery
 
@@ -127,19 +131,26 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 		case err := <-readErr:
 			// The client is gone: DISCONNECT unless it closed cleanly.
 			var ce *websocket.CloseError
-			if !errors.As(err, &ce) || s.detached || s.originClose {
+			vanished := !errors.As(err, &ce) || ce.Code == websocket.CloseAbnormalClosure
+			if vanished || s.detached || s.originClose {
 				if !s.detached && !s.originClose {
 					go s.disconnect()
 				}
 				return nil
 			}
-			if !s.closing {
-				s.writeClose(ce.Code, ce.Text)
+			// A clean close goes to the origin after whatever is queued;
+			// the session ends when the origin has answered it.
+			for drained := false; !drained; { // messages read before the close go first
+				select {
+				case ev := <-inbound:
+					pending = append(pending, ev)
+				default:
+					drained = true
+				}
 			}
-			if !inFlight {
-				_, _ = s.post(ctx, append(pending, wsoverhttp.CloseEvent(ce.Code, ce.Text)))
-			}
-			return nil
+			pending = append(pending, wsoverhttp.CloseEvent(ce.Code, ce.Text))
+			closeQueued = true
+			clientCode, clientText = ce.Code, ce.Text
 		case r := <-results:
 			inFlight = false
 			if r.err == nil && !isEventsResponse(r.res) {
@@ -160,6 +171,10 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 			if s.applyEvents(events) {
 				return nil
 			}
+			if closePosted {
+				s.writeClose(clientCode, clientText) // unless the origin's CLOSE went first
+				return nil
+			}
 			idle.reset(s.keepAliveInterval)
 		case <-s.sub.Ready():
 			batch = s.sub.Take(batch[:0])
@@ -167,7 +182,6 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 				switch f := d.Item.WSMessage; f.Action {
 				case hub.ActionSend:
 					s.write(messageType(f.Type), f.Content)
-					clientKA.reset(s.clientKATimeout())
 				case hub.ActionClose:
 					s.writeClose(f.Code, f.Reason)
 				case hub.ActionRefresh:
@@ -189,7 +203,7 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 		case <-clientKA.c():
 			if ka := s.clientKA; ka != nil {
 				s.write(messageType(ka.MessageType), ka.Content)
-				clientKA.reset(ka.Timeout)
+				clientKA.reset(ka.Timeout) // interval mode, or idle after this send
 			}
 		case <-delayed.c():
 			delayed.stop()
@@ -201,11 +215,12 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 		case <-ctx.Done():
 			return nil
 		}
-		if s.closing && closeDeadline == nil {
+		if s.closing && closeDeadline == nil && !closeQueued {
 			closeDeadline = time.After(wsCloseWait)
 		}
 		if !inFlight && !s.detached && (len(pending) > 0 || refresh) {
 			events := pending
+			closePosted = closeQueued
 			pending, pendingBytes, refresh, inFlight = nil, 0, false, true
 			go func() {
 				res, err := s.post(ctx, events)
@@ -309,8 +324,10 @@ func (s *wsSession) control(payload []byte) {
 		}
 	case wsoverhttp.ControlKeepAlive:
 		s.clientKA = nil
+		s.clientKATimer.reset(0)
 		if c.HasContent {
 			s.clientKA = c
+			s.clientKATimer.reset(c.Timeout)
 		}
 	case wsoverhttp.ControlSendDelayed:
 		s.flushDelayed()
@@ -326,13 +343,6 @@ func (s *wsSession) flushDelayed() {
 		s.delayed = nil
 		s.write(messageType(d.MessageType), d.Content)
 	}
-}
-
-func (s *wsSession) clientKATimeout() time.Duration {
-	if s.clientKA == nil || s.clientKA.Mode == "interval" {
-		return 0
-	}
-	return s.clientKA.Timeout
 }
 
 // write sends one message to the client under the write deadline; a client
@@ -351,6 +361,10 @@ func (s *wsSession) write(mt int, data []byte) {
 	if err != nil {
 		s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("WebSocket write to %s: %w", s.r.RemoteAddr, err))
 		s.closing = true
+		return
+	}
+	if ka := s.clientKA; ka != nil && ka.Mode != "interval" {
+		s.clientKATimer.reset(ka.Timeout) // idle mode: counted from the last message
 	}
 }
 
