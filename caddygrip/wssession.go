@@ -38,8 +38,7 @@ type wsSession struct {
 	clientKATimer     *resettableTimer    // sends clientKA to the client
 	delayed           *wsoverhttp.Control // the send-delayed slot
 
-	closing     bool // a close frame went to the client
-	originClose bool // the origin closed: it wants no CLOSE back
+	closing bool // a close frame went to the client
 }
 
 // originResult is one finished origin request.
@@ -99,8 +98,9 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 	results := make(chan originResult, 1)
 	var pending []wsoverhttp.Event
 	pendingBytes, inFlight, refresh := 0, false, false
-	closeQueued, closePosted := false, false // the client's close, on its way to the origin
+	closeQueued, closePosted := false, false // a CLOSE event for the origin: queued, then sent
 	clientCode, clientText := 0, ""
+	clientDone, closeAcked := false, false // the client closed; the origin answered the CLOSE
 	idle := newResettableTimer(s.keepAliveInterval)
 	defer idle.stop()
 	clientKA := newResettableTimer(0)
@@ -129,18 +129,24 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 			pending = append(pending, ev)
 			pendingBytes += len(ev.Content) + 16
 		case err := <-readErr:
-			// The client is gone: DISCONNECT unless it closed cleanly.
 			var ce *websocket.CloseError
-			vanished := !errors.As(err, &ce) || ce.Code == websocket.CloseAbnormalClosure
-			if vanished || s.detached || s.originClose {
-				if !s.detached && !s.originClose {
+			if !errors.As(err, &ce) || ce.Code == websocket.CloseAbnormalClosure || s.detached {
+				// The client vanished without a close frame.
+				if !s.detached {
 					go s.disconnect()
 				}
 				return nil
 			}
-			// A clean close goes to the origin after whatever is queued;
-			// the session ends when the origin has answered it.
-			for drained := false; !drained; { // messages read before the close go first
+			clientDone, closeDeadline = true, nil
+			if closeQueued { // its answer to a close the origin was told of already
+				if closeAcked {
+					return nil
+				}
+				continue
+			}
+			// The client's close, or its answer to the origin's: to the
+			// origin after the messages read before it.
+			for drained := false; !drained; {
 				select {
 				case ev := <-inbound:
 					pending = append(pending, ev)
@@ -172,8 +178,11 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 				return nil
 			}
 			if closePosted {
-				s.writeClose(clientCode, clientText) // unless the origin's CLOSE went first
-				return nil
+				closeAcked = true
+				s.writeClose(clientCode, clientText) // unless a close frame went already
+				if clientDone {
+					return nil
+				}
 			}
 			idle.reset(s.keepAliveInterval)
 		case <-s.sub.Ready():
@@ -183,7 +192,13 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 				case hub.ActionSend:
 					s.write(messageType(f.Type), f.Content)
 				case hub.ActionClose:
-					s.writeClose(f.Code, f.Reason)
+					// The origin hears of it as a CLOSE without status, as
+					// from Pushpin; the client's answer ends the session.
+					if !s.closing && !closeQueued {
+						s.writeClose(f.Code, f.Reason)
+						pending = append(pending, wsoverhttp.Event{Type: wsoverhttp.Close})
+						closeQueued = true
+					}
 				case hub.ActionRefresh:
 					refresh = true
 				}
@@ -215,7 +230,7 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 		case <-ctx.Done():
 			return nil
 		}
-		if s.closing && closeDeadline == nil && !closeQueued {
+		if s.closing && closeDeadline == nil && !clientDone {
 			closeDeadline = time.After(wsCloseWait)
 		}
 		if !inFlight && !s.detached && (len(pending) > 0 || refresh) {
@@ -285,11 +300,9 @@ func (s *wsSession) applyEvents(events []wsoverhttp.Event) (over bool) {
 			_ = s.conn.WriteControl(websocket.PongMessage, ev.Content, time.Now().Add(time.Duration(s.g.WriteTimeout)))
 		case wsoverhttp.Close:
 			code, reason, _ := ev.CloseCode()
-			s.originClose = true
-			s.writeClose(code, reason)
+			s.writeClose(code, reason) // the client's answer goes back as CLOSE
 		case wsoverhttp.Open, wsoverhttp.Disconnect:
 			// An OPEN after OPEN, or DISCONNECT: the origin drops the client.
-			s.originClose = true
 			return true
 		}
 	}
