@@ -1,13 +1,10 @@
 package caddygrip
 
 import (
-	"fmt"
 	"net"
 	"net/http"
 	"strconv"
 	"time"
-
-	"github.com/caddy-grip/grip/hub"
 )
 
 // A held HTTP/1.1 stream need not keep its handler goroutine, with Caddy's
@@ -40,90 +37,44 @@ func (s *session) hijackStream(rc *http.ResponseController) bool {
 	if brw.Writer.Buffered() > 0 {
 		_ = brw.Writer.Flush()
 	}
-	hs := &hijackedStream{s: s, conn: conn, ka: s.inst.KeepAlive}
+	hs := &hijackedStream{s: s, conn: conn, timeout: time.Duration(s.g.WriteTimeout), left: make(chan struct{})}
 	s.g.sessions.Add(1)
 	go hs.run()
 	return true
 }
 
-// hijackedStream is a stream hold on a hijacked connection.
+// hijackedStream is a stream hold on a hijacked connection: it writes the
+// chunked encoding itself, one write per flush.
 type hijackedStream struct {
-	s    *session
-	conn net.Conn
-	ka   *KeepAlive
-	out  []byte
-	gone <-chan struct{} // closed when the client has left
+	s       *session
+	conn    net.Conn
+	timeout time.Duration
+	out     []byte
+	left    chan struct{} // closed when the client has left
 }
 
-// run delivers published items as chunks until the stream ends.
+// run holds the stream until it ends, then closes the connection.
 func (hs *hijackedStream) run() {
 	s := hs.s
 	defer s.g.sessions.Done()
 	defer hs.conn.Close()
 	defer s.done()
-
-	gone := make(chan struct{})
-	hs.gone = gone
 	go func() {
 		// Nothing more is expected from the client; a read returns only
 		// when it leaves (or the connection is closed here).
 		var b [1]byte
 		for {
 			if _, err := hs.conn.Read(b[:]); err != nil {
-				close(gone)
+				close(hs.left)
 				return
 			}
 		}
 	}()
-
-	ka := newKeepAliveTimer(hs.ka)
-	defer ka.stop()
-	var batch []hub.Delivery
-	for {
-		select {
-		case <-s.sub.Ready():
-			batch = s.sub.Take(batch[:0])
-			hs.out = hs.out[:0]
-			closing := false
-			for _, d := range batch {
-				f := d.Item.HTTPStream
-				if f.Action == hub.ActionClose {
-					closing = true
-					break
-				}
-				if f.Action == hub.ActionSend {
-					hs.appendChunk(f.Content)
-				}
-			}
-			if closing {
-				hs.out = append(hs.out, "0\r\n\r\n"...)
-			}
-			if !hs.flush() || closing {
-				return
-			}
-			ka.sent()
-		case <-ka.c():
-			hs.out = hs.out[:0]
-			hs.appendChunk(hs.ka.Data)
-			if !hs.flush() {
-				return
-			}
-			ka.fired()
-		case <-s.sub.Closed():
-			if s.sub.Reason() != hub.ReasonSlow {
-				// Drain: end the body cleanly; a slow client is cut off.
-				hs.out = append(hs.out[:0], "0\r\n\r\n"...)
-				hs.flush()
-			}
-			return
-		case <-gone:
-			return
-		}
-	}
+	s.streamLoop(hs)
 }
 
-// appendChunk adds one chunk of content to the pending output.
-func (hs *hijackedStream) appendChunk(p []byte) {
+// add queues one chunk.
+func (hs *hijackedStream) add(p []byte) {
 	if len(p) == 0 {
 		return
 	}
@@ -133,24 +84,27 @@ func (hs *hijackedStream) appendChunk(p []byte) {
 	hs.out = append(hs.out, '\r', '\n')
 }
 
-// flush writes the pending output in one write under the write deadline;
-// a client that cannot take it is a slow consumer.
-func (hs *hijackedStream) flush() bool {
+// flush writes the queued chunks in one write under the write deadline.
+func (hs *hijackedStream) flush() error {
 	if len(hs.out) == 0 {
-		return true
+		return nil
 	}
-	_ = hs.conn.SetWriteDeadline(time.Now().Add(time.Duration(hs.s.g.WriteTimeout)))
-	if _, err := hs.conn.Write(hs.out); err != nil {
-		select {
-		case <-hs.gone:
-			return false // it left; not slow
-		default:
-		}
-		hs.s.g.ref.hub.DisconnectSlow(hs.s.sub, fmt.Errorf("write to %s: %w", hs.s.r.RemoteAddr, err))
-		return false
-	}
+	_ = hs.conn.SetWriteDeadline(time.Now().Add(hs.timeout))
+	_, err := hs.conn.Write(hs.out)
+	hs.out = hs.out[:0]
 	if cap(hs.out) > 64<<10 {
 		hs.out = nil // do not keep a burst's buffer for an idle connection
 	}
-	return true
+	return err
 }
+
+// finish writes the last chunk; run then closes the connection.
+func (hs *hijackedStream) finish() {
+	hs.out = append(hs.out[:0], "0\r\n\r\n"...)
+	_ = hs.flush()
+}
+
+// abort leaves the body unfinished; run closes the connection.
+func (hs *hijackedStream) abort() {}
+
+func (hs *hijackedStream) gone() <-chan struct{} { return hs.left }

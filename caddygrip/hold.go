@@ -1,6 +1,7 @@
 package caddygrip
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -219,8 +220,9 @@ func (s *session) withoutPrevIDs() *Instruct {
 }
 
 // holdStream appends each published http-stream item to the response,
-// coalescing whatever queued up into one flush, with keep-alives between.
-// The headers and initial body have been written.
+// with keep-alives between, until the stream ends. The headers and initial
+// body have been written. HTTP/1.1 streams continue on a hijacked
+// connection (hijack.go); others stay on the handler goroutine.
 func (s *session) holdStream() error {
 	rc := http.NewResponseController(s.w)
 	if err := rc.Flush(); err != nil {
@@ -231,6 +233,23 @@ func (s *session) holdStream() error {
 		return nil
 	}
 	defer s.done()
+	s.streamLoop(&responseSink{w: s.w, rc: rc, timeout: time.Duration(s.g.WriteTimeout), ctx: s.r.Context()})
+	return nil
+}
+
+// streamSink is where a stream hold's bytes go: the response writer, or a
+// hijacked connection.
+type streamSink interface {
+	add(p []byte)          // queue content for the next flush
+	flush() error          // send what is queued, under the write deadline
+	finish()               // end the body cleanly
+	abort()                // cut the connection, so the client cannot take it for complete
+	gone() <-chan struct{} // closed when the client has left
+}
+
+// streamLoop delivers published items and keep-alives to out, coalescing
+// whatever queued up into one flush, until the stream ends.
+func (s *session) streamLoop(out streamSink) {
 	ka := newKeepAliveTimer(s.inst.KeepAlive)
 	defer ka.stop()
 	var batch []hub.Delivery
@@ -238,7 +257,6 @@ func (s *session) holdStream() error {
 		select {
 		case <-s.sub.Ready():
 			batch = s.sub.Take(batch[:0])
-			_ = rc.SetWriteDeadline(time.Now().Add(time.Duration(s.g.WriteTimeout)))
 			closing := false
 			for _, d := range batch {
 				f := d.Item.HTTPStream
@@ -246,51 +264,86 @@ func (s *session) holdStream() error {
 					closing = true
 					break
 				}
-				if f.Action == hub.ActionSend && len(f.Content) > 0 {
-					if _, err := s.w.Write(f.Content); err != nil {
-						return s.dropClient("write", err)
-					}
+				if f.Action == hub.ActionSend {
+					out.add(f.Content)
 				}
 			}
-			if err := rc.Flush(); err != nil {
-				return s.dropClient("flush", err)
+			if !s.flushStream(out) {
+				return
 			}
 			if closing {
-				return nil
+				out.finish()
+				return
 			}
 			ka.sent()
 		case <-ka.c():
-			_ = rc.SetWriteDeadline(time.Now().Add(time.Duration(s.g.WriteTimeout)))
-			if _, err := s.w.Write(s.inst.KeepAlive.Data); err != nil {
-				return s.dropClient("keep-alive", err)
-			}
-			if err := rc.Flush(); err != nil {
-				return s.dropClient("flush", err)
+			out.add(s.inst.KeepAlive.Data)
+			if !s.flushStream(out) {
+				return
 			}
 			ka.fired()
 		case <-s.sub.Closed():
 			if s.sub.Reason() == hub.ReasonSlow {
-				// The DisconnectSlow policy: cut the connection rather than
-				// end the body as if the stream were complete.
-				panic(http.ErrAbortHandler)
+				out.abort() // the DisconnectSlow policy
+				return
 			}
-			return nil
-		case <-s.r.Context().Done():
-			return nil
+			out.finish() // drained for exit
+			return
+		case <-out.gone():
+			return
 		}
 	}
 }
 
-// dropClient ends a hold whose client stopped taking writes. It counts as
-// a slow consumer, and the connection is aborted so that the client cannot
-// mistake it for a complete response. A client that left is no news.
-func (s *session) dropClient(op string, err error) error {
-	if s.r.Context().Err() != nil {
-		return nil
+// flushStream sends what is queued. A client that cannot take it is a slow
+// consumer and is cut off; one that left is no news.
+func (s *session) flushStream(out streamSink) bool {
+	err := out.flush()
+	if err == nil {
+		return true
 	}
-	s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("%s to %s: %w", op, s.r.RemoteAddr, err))
-	panic(http.ErrAbortHandler)
+	select {
+	case <-out.gone():
+		return false
+	default:
+	}
+	s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("writing to %s: %w", s.r.RemoteAddr, err))
+	out.abort()
+	return false
 }
+
+// responseSink writes a stream through the handler's ResponseWriter.
+type responseSink struct {
+	w       http.ResponseWriter
+	rc      *http.ResponseController
+	timeout time.Duration
+	ctx     context.Context
+	err     error
+}
+
+func (o *responseSink) add(p []byte) {
+	if o.err != nil || len(p) == 0 {
+		return
+	}
+	_ = o.rc.SetWriteDeadline(time.Now().Add(o.timeout))
+	_, o.err = o.w.Write(p)
+}
+
+func (o *responseSink) flush() error {
+	if o.err != nil {
+		return o.err
+	}
+	_ = o.rc.SetWriteDeadline(time.Now().Add(o.timeout))
+	return o.rc.Flush()
+}
+
+// finish lets the handler return; net/http ends the body.
+func (o *responseSink) finish() {}
+
+// abort makes net/http close the connection without ending the body.
+func (o *responseSink) abort() { panic(http.ErrAbortHandler) }
+
+func (o *responseSink) gone() <-chan struct{} { return o.ctx.Done() }
 
 // respondPublished answers a response hold with a published http-response:
 // its headers merged over the held response's, its own status and body.

@@ -7,12 +7,8 @@ import (
 	"maps"
 	"net/http"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -64,55 +60,6 @@ func TestDifferentialWebSocketAgainstPushpin(t *testing.T) {
 type wsDiff struct {
 	env    diffEnv
 	origin *wsOrigin
-}
-
-// startPushpinRoute is startPushpin with options on the route's target
-// (e.g. "over_http"), which startPushpin does not take.
-func startPushpinRoute(t *testing.T, origin, targetOpts string) *pushpin {
-	t.Helper()
-	requirePushpin(t)
-	dir, err := os.MkdirTemp("", "pushpin-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	for _, sub := range []string{"run", "log"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	ports := freePorts(t, 5)
-	conf := pushpinConf(dir, ports[0], ports[1], ports[2], ports[3], ports[4])
-	confPath := filepath.Join(dir, "pushpin.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	route := "* " + strings.TrimPrefix(origin, "http://") + "," + targetOpts + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "routes"), []byte(route), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	p := &pushpin{
-		clientURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[0]),
-		publishURL: fmt.Sprintf("http://127.0.0.1:%d/publish/", ports[1]),
-		out:        new(lockedBuffer),
-		exited:     make(chan struct{}),
-	}
-	p.cmd = exec.Command("pushpin", "--config", confPath, "--merge-output")
-	p.cmd.Dir = dir
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
-		t.Fatalf("starting pushpin: %v", err)
-	}
-	go func() {
-		_ = p.cmd.Wait()
-		close(p.exited)
-	}()
-	t.Cleanup(func() { p.stop(t) })
-	p.waitReady(t)
-	p.kids = childrenOf(p.cmd.Process.Pid)
-	return p
 }
 
 // diffWSScript is the origin's behaviour, picked by the request path; the

@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"bufio"
 	"fmt"
 	"io"
 	"net/http"
@@ -429,5 +430,48 @@ func TestHintReissuesTheRequest(t *testing.T) {
 	publish(t, `{"items":[{"channel":"hinted","formats":{"http-response":{"action":"hint"}}}]}`)
 	if got := <-done; got != "fresh from origin\n" {
 		t.Fatalf("got %q", got)
+	}
+}
+
+// Behind encode the body is rewritten, so the stream cannot be hijacked
+// and stays on the handler goroutine: it must work there too.
+func TestStreamHoldThroughEncodeStaysOnHandler(t *testing.T) {
+	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Grip-Hold", "stream")
+		w.Header().Set("Grip-Channel", "gz")
+		w.Header().Set("Content-Type", "text/event-stream")
+		io.WriteString(w, ":ok\n\n")
+	})
+	loadCaddyfile(t, fmt.Sprintf(`
+http://127.0.0.1:%d {
+	grip_publish
+}
+http://127.0.0.1:%d {
+	encode gzip
+	grip
+	reverse_proxy %s
+}`, publishPort, caddyPort, origin.Listener.Addr()))
+	// The default transport asks for gzip and decompresses it.
+	resp, err := http.Get(caddyURL + "/gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if !resp.Uncompressed {
+		t.Fatalf("response was not gzip-encoded: %v", resp.Header)
+	}
+	r := bufio.NewReader(resp.Body)
+	if line, _ := r.ReadString('\n'); line != ":ok\n" {
+		t.Fatalf("initial %q", line)
+	}
+	waitSubscribers(t, 1)
+	publish(t, streamItem("gz", "data: zipped\n\n"))
+	r.ReadString('\n')
+	if line, err := r.ReadString('\n'); line != "data: zipped\n" {
+		t.Fatalf("pushed %q %v", line, err)
+	}
+	publish(t, `{"items":[{"channel":"gz","formats":{"http-stream":{"action":"close"}}}]}`)
+	if rest, err := io.ReadAll(r); err != nil || string(rest) != "\n" {
+		t.Fatalf("after close: %q %v", rest, err)
 	}
 }

@@ -65,6 +65,13 @@ func requirePushpin(t *testing.T) {
 // process it started) when the test ends.
 func startPushpin(t *testing.T, origin string) *pushpin {
 	t.Helper()
+	return startPushpinRoute(t, origin, "")
+}
+
+// startPushpinRoute is startPushpin with options on the route's target,
+// such as "over_http".
+func startPushpinRoute(t *testing.T, origin, targetOpts string) *pushpin {
+	t.Helper()
 	requirePushpin(t)
 
 	// A short directory: IPC socket paths are limited to 107 bytes.
@@ -89,7 +96,11 @@ func startPushpin(t *testing.T, origin string) *pushpin {
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	route := "* " + strings.TrimPrefix(origin, "http://") + "\n"
+	route := "* " + strings.TrimPrefix(origin, "http://")
+	if targetOpts != "" {
+		route += "," + targetOpts
+	}
+	route += "\n"
 	if err := os.WriteFile(filepath.Join(dir, "routes"), []byte(route), 0o644); err != nil {
 		t.Fatal(err)
 	}
