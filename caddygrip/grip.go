@@ -27,7 +27,7 @@ const (
 
 // gripFeatures is sent to the origin in Grip-Feature: the GRIP features this
 // build implements, so that origins may rely on them.
-const gripFeatures = "status"
+const gripFeatures = "status, filter:skip-self, filter:skip-users, filter:require-sub"
 
 // Grip is a middleware that makes the rest of its route a GRIP origin. It
 // signs and forwards each request through the route; when the response

@@ -90,8 +90,14 @@ func (s *session) serveBuffered(status int, body []byte) error {
 // item published after the origin answered can be missed.
 func (s *session) subscribe(kind hub.Kind) {
 	s.sub = hub.NewSubscriber(kind)
+	if len(s.inst.Meta) > 0 {
+		s.sub.SetMeta(s.inst.Meta)
+	}
 	h := s.g.ref.hub
 	for _, c := range s.inst.Channels {
+		if len(c.Filters) > 0 {
+			s.sub.SetFilters(c.Name, c.Filters)
+		}
 		h.Subscribe(s.sub, c.Name)
 	}
 }

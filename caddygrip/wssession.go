@@ -77,6 +77,9 @@ func (s *wsSession) applyHeaders(h http.Header) {
 			}
 		}
 	}
+	if s.sub != nil {
+		s.sub.SetMeta(s.meta)
+	}
 	if v := h.Get("Keep-Alive-Interval"); v != "" {
 		if n, err := strconv.Atoi(v); err == nil && n > 0 {
 			s.keepAliveInterval = max(time.Duration(n)*time.Second, minKeepAliveInterval)
@@ -89,6 +92,7 @@ func (s *wsSession) applyHeaders(h http.Header) {
 func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 	defer s.conn.Close()
 	s.sub = hub.NewSubscriber(hub.KindWebSocket)
+	s.sub.SetMeta(s.meta)
 	defer s.g.ref.hub.UnsubscribeAll(s.sub)
 
 	inbound := make(chan wsoverhttp.Event, 64)
@@ -323,6 +327,7 @@ func (s *wsSession) control(payload []byte) {
 	switch c.Type {
 	case wsoverhttp.ControlSubscribe:
 		if len(s.sub.Channels()) < MaxChannels {
+			s.sub.SetFilters(c.Channel, c.Filters)
 			h.Subscribe(s.sub, c.Channel)
 		}
 	case wsoverhttp.ControlUnsubscribe:
@@ -335,6 +340,7 @@ func (s *wsSession) control(payload []byte) {
 		} else {
 			delete(s.meta, c.Name)
 		}
+		s.sub.SetMeta(s.meta)
 	case wsoverhttp.ControlKeepAlive:
 		s.clientKA = nil
 		s.clientKATimer.reset(0)

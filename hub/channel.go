@@ -95,6 +95,9 @@ func (c *channel) fanoutLocked(b *batch, it *Item) {
 			cost = it.Cost()
 		}
 		for _, s := range subs {
+			if s.filteredOut(c.name, it) {
+				continue
+			}
 			switch s.enqueue(c.name, it, cost, maxItems, maxBytes) {
 			case enqueueDone:
 				b.delivered++

@@ -1,6 +1,9 @@
 package hub
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // Kind is the transport of a subscriber; it selects which format of a
 // published item the subscriber receives.
@@ -98,6 +101,8 @@ type Subscriber struct {
 	ended  bool
 	reason CloseReason
 	chans  map[string]struct{} // channels subscribed, kept by the hub
+
+	filt atomic.Pointer[subFilters] // meta and filters; nil when none
 }
 
 // NewSubscriber makes a subscriber for a connection of the given transport.

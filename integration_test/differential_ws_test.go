@@ -575,7 +575,7 @@ func diffWSHeaders(t *testing.T, d wsDiff) {
 		// Each proxy's HTTP client asks for its own encodings: zurl (curl) several, Go's transport gzip.
 		{"Accept-Encoding", strings.Contains(pp.open.Get("Accept-Encoding"), "gzip"), cg.open.Get("Accept-Encoding") == "gzip"},
 		// caddy-grip advertises only the features it implements (gripFeatures).
-		{"Grip-Feature", strings.HasPrefix(pp.open.Get("Grip-Feature"), "status, "), cg.open.Get("Grip-Feature") == "status"},
+		{"Grip-Feature", strings.HasPrefix(pp.open.Get("Grip-Feature"), "status, "), cg.open.Get("Grip-Feature") == "status, filter:skip-self, filter:skip-users, filter:require-sub"},
 	}
 	for _, ck := range checks {
 		if !ck.pushpin || !ck.caddy {
