@@ -1,0 +1,54 @@
+package integration_test
+
+import (
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/caddy-grip/grip/wsoverhttp"
+)
+
+func TestWebSocketSurvivesReload(t *testing.T) {
+	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		evs, _ := wsoverhttp.ParseEvents(body, 0)
+		var out []wsoverhttp.Event
+		for _, e := range evs {
+			switch e.Type {
+			case wsoverhttp.Open:
+				out = append(out, e, wsoverhttp.Event{Type: wsoverhttp.Text, Content: []byte(`c:{"type":"subscribe","channel":"reload-ws"}`)})
+			case wsoverhttp.Text:
+				out = append(out, wsoverhttp.Event{Type: wsoverhttp.Text, Content: append([]byte("m:echo "), e.Content...)})
+			}
+		}
+		w.Header().Set("Content-Type", wsoverhttp.ContentType)
+		w.Header().Set("Sec-WebSocket-Extensions", "grip")
+		w.Write(wsoverhttp.AppendEvents(nil, out...))
+	})
+	loadCaddyfile(t, gripSite(origin.URL, ""))
+	c, _, err := websocket.DefaultDialer.Dial(strings.Replace(caddyURL, "http", "ws", 1)+"/ws", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitSubscribers(t, 1)
+
+	// A different config, then the same one again: two real reloads.
+	loadCaddyfile(t, gripSite(origin.URL, "write_timeout 5s"))
+	loadCaddyfile(t, gripSite(origin.URL, ""))
+
+	publish(t, `{"items":[{"channel":"reload-ws","formats":{"ws-message":{"content":"after reload"}}}]}`)
+	if _, m, err := c.ReadMessage(); string(m) != "after reload" {
+		t.Fatalf("publish after reload: %q %v", m, err)
+	}
+	// The session still reaches its origin through the route it started on.
+	if err := c.WriteMessage(websocket.TextMessage, []byte("still there")); err != nil {
+		t.Fatal(err)
+	}
+	if _, m, err := c.ReadMessage(); string(m) != "echo still there" {
+		t.Fatalf("echo after reload: %q %v", m, err)
+	}
+}
