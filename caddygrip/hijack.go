@@ -37,7 +37,16 @@ func (s *session) hijackStream(rc *http.ResponseController) bool {
 	if brw.Writer.Buffered() > 0 {
 		_ = brw.Writer.Flush()
 	}
-	hs := &hijackedStream{s: s, conn: conn, timeout: time.Duration(s.g.WriteTimeout), left: make(chan struct{})}
+	// The stream keeps only what its loop needs: holding the request or
+	// the response writer would keep net/http's connection state, its
+	// buffers and Caddy's writer chain alive for the whole hold.
+	lite := &session{
+		g:          s.g,
+		sub:        s.sub,
+		inst:       &Instruct{KeepAlive: s.inst.KeepAlive},
+		remoteAddr: s.r.RemoteAddr,
+	}
+	hs := &hijackedStream{s: lite, conn: conn, timeout: time.Duration(s.g.WriteTimeout), left: make(chan struct{})}
 	s.g.sessions.Add(1)
 	go hs.run()
 	return true

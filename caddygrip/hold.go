@@ -28,6 +28,9 @@ type session struct {
 	sub     *hub.Subscriber
 	err     error // instructions rejected while deciding
 
+	// remoteAddr is the client's address when r is not kept (hijacked streams).
+	remoteAddr string
+
 	// originHeader is the origin's GRIP reply headers, kept aside so they
 	// never reach the client as they are.
 	originHeader http.Header
@@ -253,6 +256,14 @@ type streamSink interface {
 	gone() <-chan struct{} // closed when the client has left
 }
 
+// remote is the client's address, for log lines.
+func (s *session) remote() string {
+	if s.r != nil {
+		return s.r.RemoteAddr
+	}
+	return s.remoteAddr
+}
+
 // streamLoop delivers published items and keep-alives to out, coalescing
 // whatever queued up into one flush, until the stream ends.
 func (s *session) streamLoop(out streamSink) {
@@ -313,7 +324,7 @@ func (s *session) flushStream(out streamSink) bool {
 		return false
 	default:
 	}
-	s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("writing to %s: %w", s.r.RemoteAddr, err))
+	s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("writing to %s: %w", s.remote(), err))
 	out.abort()
 	return false
 }
