@@ -55,6 +55,7 @@ type batch struct {
 	now       time.Time
 	delivered uint64
 	slow      []slowEvent
+	keep      []*Item // scratch: the items of a run that were not duplicates
 }
 
 type slowEvent struct {

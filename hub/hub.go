@@ -304,12 +304,37 @@ func (h *Hub) Receive(items []*Item) {
 }
 
 // receiveRun handles items that all belong to channel name.
+// testHookNoChannel runs when a publish finds no channel to deliver to;
+// tests use it to subscribe at exactly that moment.
+var testHookNoChannel func(channel string)
+
 func (h *Hub) receiveRun(b *batch, name string, run []*Item) {
 	hash := h.hash(name)
+	// De-duplicate and record the last published id before looking the
+	// channel up: a holder that subscribes after the lookup, and so misses
+	// these items, then finds the new id when it checks its prev-id.
+	ttl := b.cfg.IDCacheTTL
+	now := int64(b.now.Sub(h.epoch))
+	keep := b.keep[:0]
+	for _, it := range run {
+		if it.ID != "" && ttl > 0 && h.dedup.check(hash, name, it.ID, now, ttl) {
+			h.duplicates.Add(1)
+			continue
+		}
+		h.lastPublished.set(hash, name, it.ID)
+		keep = append(keep, it)
+	}
+	b.keep = keep
+	if len(keep) == 0 {
+		return
+	}
 	var c *channel
 	for {
 		if c = h.lookup(hash, name); c == nil {
-			break
+			if testHookNoChannel != nil {
+				testHookNoChannel(name)
+			}
+			return
 		}
 		c.mu.Lock()
 		if !c.dead {
@@ -317,21 +342,10 @@ func (h *Hub) receiveRun(b *batch, name string, run []*Item) {
 		}
 		c.mu.Unlock()
 	}
-	ttl := b.cfg.IDCacheTTL
-	now := int64(b.now.Sub(h.epoch))
-	for _, it := range run {
-		if it.ID != "" && ttl > 0 && h.dedup.check(hash, name, it.ID, now, ttl) {
-			h.duplicates.Add(1)
-			continue
-		}
-		h.lastPublished.set(hash, name, it.ID)
-		if c != nil {
-			c.receiveLocked(b, it)
-		}
+	for _, it := range keep {
+		c.receiveLocked(b, it)
 	}
-	if c != nil {
-		c.mu.Unlock()
-	}
+	c.mu.Unlock()
 }
 
 // LastID returns the id of the last item delivered in sequence on channel,

@@ -43,3 +43,23 @@ func TestLastIDsStayBounded(t *testing.T) {
 		t.Fatal("most recent channel forgotten")
 	}
 }
+
+// A holder subscribes, then compares its prev-id with the channel's last
+// published id. A publish that found no channel to deliver to must already
+// show as the last id to a holder subscribing right then, or a long-poll
+// would wait out its timeout for an item it missed.
+func TestSubscribeRightAfterAPublishFoundNoChannelSeesItsID(t *testing.T) {
+	h := New(Config{})
+	var seen string
+	testHookNoChannel = func(ch string) {
+		s := NewSubscriber(KindResponse)
+		h.Subscribe(s, ch)
+		seen, _ = h.LastPublishedID(ch)
+		h.UnsubscribeAll(s)
+	}
+	defer func() { testHookNoChannel = nil }()
+	h.Publish([]*Item{item("late", "7", "")})
+	if seen != "7" {
+		t.Fatalf("a holder subscribing as the publish found no channel saw last id %q, want 7", seen)
+	}
+}

@@ -1,0 +1,259 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"sort"
+	"strings"
+	"time"
+)
+
+// row is one line of the comparison table: a metric of a scenario.
+type row struct {
+	scenario, metric, label string
+	goal                    *goal // the issue's target for this row, if any
+}
+
+// goal is a target ratio of caddy-grip to a baseline.
+type goal struct {
+	against string  // baseline target
+	min     float64 // ratio must be >= min ...
+	max     float64 // ... or <= max (when non-zero)
+}
+
+var tableRows = []row{
+	{"hold", "conns_up", "held SSE connections", nil},
+	{"hold", "rss_kb_per_conn", "proxy RSS KB/conn", &goal{against: targetPushpin, max: 1.0 / 3}},
+	{"hold", "pss_kb_per_conn", "proxy PSS KB/conn", nil},
+	{"hold", "kernel_sock_slab_kb_per_conn", "kernel socket slab KB/conn (both ends)", nil},
+	{"hold", "kernel_slab_kb_per_conn", "kernel slab KB/conn, all caches (noisy)", nil},
+	{"hold", "connect_rate", "connects/s achieved", nil},
+	{"hold", "idle_cpu_ms_per_1k_conn_min", "idle CPU ms per 1k conns per min", nil},
+	{fanoutRate, "deliveries_per_s", "deliveries/s", nil},
+	{fanoutRate, "lat_p50_us", "latency p50 µs", nil},
+	{fanoutRate, "lat_p90_us", "latency p90 µs", nil},
+	{fanoutRate, "lat_p99_us", "latency p99 µs", nil},
+	{fanoutRate, "lat_max_us", "latency max µs", nil},
+	{fanoutRate, "lost", "lost", nil},
+	{fanoutRate, "duplicated", "duplicated", nil},
+	{fanoutRate, "reordered", "reordered", nil},
+	{fanoutRate, "sut_cpu_us_per_delivery", "proxy CPU µs/delivery", nil},
+	{fanoutRate, "sut_cpu_util", "proxy CPU utilisation", nil},
+	{fanoutRate, "sut_core_foreign_util", "others' use of the proxy's core", nil},
+	{fanoutRate, "gen_cpu_util", "generator CPU utilisation", nil},
+	{fanoutMax, "deliveries_per_s", "deliveries/s", &goal{against: targetPushpin, min: 3}},
+	{fanoutMax, "publish_rate_per_s", "publishes/s accepted", nil},
+	{fanoutMax, "lat_p50_us", "latency p50 µs", nil},
+	{fanoutMax, "lat_p90_us", "latency p90 µs", nil},
+	{fanoutMax, "lat_p99_us", "latency p99 µs", nil},
+	{fanoutMax, "lat_max_us", "latency max µs", nil},
+	{fanoutMax, "lost", "lost", nil},
+	{fanoutMax, "duplicated", "duplicated", nil},
+	{fanoutMax, "reordered", "reordered", nil},
+	{fanoutMax, "sut_cpu_us_per_delivery", "proxy CPU µs/delivery", nil},
+	{fanoutMax, "sut_cpu_util", "proxy CPU utilisation", nil},
+	{fanoutMax, "sut_core_foreign_util", "others' use of the proxy's core", nil},
+	{fanoutMax, "gen_cpu_util", "generator CPU utilisation", nil},
+	{fanoutBatch, "deliveries_per_s", "deliveries/s", nil},
+	{fanoutBatch, "lat_p50_us", "latency p50 µs", nil},
+	{fanoutBatch, "lat_p99_us", "latency p99 µs", nil},
+	{fanoutBatch, "lat_max_us", "latency max µs", nil},
+	{fanoutBatch, "lost", "lost", nil},
+	{fanoutBatch, "duplicated", "duplicated", nil},
+	{fanoutBatch, "reordered", "reordered", nil},
+	{fanoutBatch, "sut_cpu_us_per_delivery", "proxy CPU µs/delivery", nil},
+	{fanoutBatch, "sut_cpu_util", "proxy CPU utilisation", nil},
+	{fanoutBatch, "sut_core_foreign_util", "others' use of the proxy's core", nil},
+	{fanoutBatch, "gen_cpu_util", "generator CPU utilisation", nil},
+	{"passthrough", "requests_per_s", "requests/s", &goal{against: targetCaddy, min: 0.95}},
+	{"passthrough", "lat_p50_us", "latency p50 µs", nil},
+	{"passthrough", "lat_p99_us", "latency p99 µs", nil},
+	{"passthrough", "sut_cpu_us_per_request", "proxy CPU µs/request", nil},
+	{"passthrough", "sut_cpu_util", "proxy CPU utilisation", nil},
+	{"passthrough", "sut_core_foreign_util", "others' use of the proxy's core", nil},
+	{"passthrough", "gen_cpu_util", "generator CPU utilisation", nil},
+	{"longpoll", "cycles_per_s", "cycles/s", &goal{against: targetPushpin, min: 2}},
+	{"longpoll", "lat_p50_us", "publish→response p50 µs", nil},
+	{"longpoll", "lat_p99_us", "publish→response p99 µs", nil},
+	{"longpoll", "lat_max_us", "publish→response max µs", nil},
+	{"longpoll", "gap_losses", "publishes lost in the gap (hold timed out)", nil},
+	{"longpoll", "recovered_by_origin", "answered from the origin's store (prev-id retry, or after a timeout)", nil},
+	{"longpoll", "origin_requests_per_cycle", "origin requests/cycle", nil},
+	{"longpoll", "sut_cpu_us_per_cycle", "proxy CPU µs/cycle", nil},
+	{"longpoll", "sut_cpu_util", "proxy CPU utilisation", nil},
+	{"longpoll", "sut_core_foreign_util", "others' use of the proxy's core", nil},
+	{"longpoll", "gen_cpu_util", "generator CPU utilisation", nil},
+}
+
+// stat is the median and range of one metric over the repetitions.
+type stat struct {
+	med, lo, hi float64
+	n           int
+}
+
+func summarize(vals []float64) stat {
+	if len(vals) == 0 {
+		return stat{}
+	}
+	s := append([]float64(nil), vals...)
+	sort.Float64s(s)
+	med := s[len(s)/2]
+	if len(s)%2 == 0 {
+		med = (s[len(s)/2-1] + s[len(s)/2]) / 2
+	}
+	return stat{med: med, lo: s[0], hi: s[len(s)-1], n: len(s)}
+}
+
+func fmtNum(v float64) string {
+	a := math.Abs(v)
+	switch {
+	case a == 0:
+		return "0"
+	case a >= 100:
+		return fmt.Sprintf("%.0f", v)
+	case a >= 10:
+		return fmt.Sprintf("%.1f", v)
+	case a >= 1:
+		return fmt.Sprintf("%.2f", v)
+	default:
+		return fmt.Sprintf("%.3f", v)
+	}
+}
+
+// String is the median with the range over repetitions in brackets.
+func (s stat) String() string {
+	if s.n == 0 {
+		return "n/a"
+	}
+	if s.n == 1 || s.lo == s.hi {
+		return fmtNum(s.med)
+	}
+	return fmt.Sprintf("%s (%s–%s)", fmtNum(s.med), fmtNum(s.lo), fmtNum(s.hi))
+}
+
+// markdownReport renders the one comparison table (medians, with the range
+// over repetitions in brackets), the bound of every run, errors, and the
+// machine facts.
+func markdownReport(results []*Result, machine map[string]string, start time.Time, loadStart, loadEnd float64) string {
+	targets := []string{targetGrip, targetPushpin, targetCaddy}
+	vals := map[string][]float64{} // scenario|target|metric
+	bounds := map[string][]string{}
+	scenSeen := map[string]bool{}
+	reps := 0
+	var loads []float64
+	for _, r := range results {
+		scenSeen[r.Scenario] = true
+		if r.Rep > reps {
+			reps = r.Rep
+		}
+		for k, v := range r.Metrics {
+			key := r.Scenario + "|" + r.Target + "|" + k
+			vals[key] = append(vals[key], v)
+		}
+		bounds[r.Scenario+"|"+r.Target] = append(bounds[r.Scenario+"|"+r.Target], r.Bound)
+		loads = append(loads, r.Metrics["loadavg_start"], r.Metrics["loadavg_end"])
+	}
+	get := func(scen, target, metric string) stat { return summarize(vals[scen+"|"+target+"|"+metric]) }
+
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Results %s\n\n", start.UTC().Format("2006-01-02 15:04 MST"))
+	fmt.Fprintf(&b, "Command: `%s`  \n", machine["command"])
+	fmt.Fprintf(&b, "Machine: %s CPUs (%s), %s MiB RAM, kernel %s, %s, fd limit %s; proxy pinned to CPU %s, generator+origin to CPU %s.  \n",
+		machine["cpus"], machine["cpu_model"], kbToMiB(machine["mem_total_kb"]), machine["kernel"], machine["go"], machine["fd_limit"], machine["pin_sut"], machine["pin_generator"])
+	ls := summarize(loads)
+	fmt.Fprintf(&b, "Load average (1 min) over the runs: median %.2f, range %.2f–%.2f (%.2f at start, %.2f at end); %d repetition(s), median shown with the range in brackets.\n\n",
+		ls.med, ls.lo, ls.hi, loadStart, loadEnd, reps)
+	b.WriteString("| scenario | metric | caddy-grip | Pushpin | plain Caddy | grip ÷ Pushpin | grip ÷ Caddy | goal |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|\n")
+	for _, rw := range tableRows {
+		if !scenSeen[rw.scenario] {
+			continue
+		}
+		cells := make([]stat, len(targets))
+		any := false
+		for i, t := range targets {
+			cells[i] = get(rw.scenario, t, rw.metric)
+			any = any || cells[i].n > 0
+		}
+		if !any {
+			continue
+		}
+		ratio := func(base stat) string {
+			if cells[0].n == 0 || base.n == 0 || base.med == 0 {
+				return ""
+			}
+			return fmtNum(cells[0].med/base.med) + "×"
+		}
+		goalCell := ""
+		if g := rw.goal; g != nil {
+			base := cells[1]
+			if g.against == targetCaddy {
+				base = cells[2]
+			}
+			if cells[0].n > 0 && base.n > 0 && base.med != 0 {
+				r := cells[0].med / base.med
+				met := (g.min == 0 || r >= g.min) && (g.max == 0 || r <= g.max)
+				want := fmt.Sprintf("≥ %s×", fmtNum(g.min))
+				if g.max != 0 {
+					want = fmt.Sprintf("≤ %s×", fmtNum(g.max))
+				}
+				mark := "met"
+				if !met {
+					mark = "**missed**"
+				}
+				goalCell = fmt.Sprintf("%s %s: %s", want, g.against, mark)
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", rw.scenario, rw.label,
+			cells[0], cells[1], cells[2], ratio(cells[1]), ratio(cells[2]), goalCell)
+	}
+	b.WriteString("\nWhat bounded each run (sut-cpu: the proxy's core was busy; generator: the load generator's core was, so the figure is a floor for the proxy; contended: other processes on the box took a share of the proxy's core; pacing: fixed-rate or latency-bound; idle: memory of idle connections; timeouts: long-poll clients waited for hold timeouts):\n\n")
+	b.WriteString("| scenario | caddy-grip | Pushpin | plain Caddy |\n|---|---|---|---|\n")
+	for _, s := range scenarioNames {
+		if !scenSeen[s] {
+			continue
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s |\n", s,
+			strings.Join(bounds[s+"|"+targetGrip], ", "), strings.Join(bounds[s+"|"+targetPushpin], ", "), strings.Join(bounds[s+"|"+targetCaddy], ", "))
+	}
+	var errs []string
+	for _, r := range results {
+		for _, e := range r.Errors {
+			errs = append(errs, fmt.Sprintf("- %s %s rep %d: %s", r.Target, r.Scenario, r.Rep, e))
+		}
+	}
+	if len(errs) > 0 {
+		b.WriteString("\nErrors and correctness failures:\n\n")
+		b.WriteString(strings.Join(errs, "\n"))
+		b.WriteString("\n")
+	}
+	versions := map[string]string{}
+	for _, r := range results {
+		versions[r.Target] = r.Env["version"]
+	}
+	b.WriteString("\nVersions: ")
+	var vs []string
+	for _, t := range targets {
+		if v, ok := versions[t]; ok {
+			vs = append(vs, fmt.Sprintf("%s: %s", t, v))
+		}
+	}
+	b.WriteString(strings.Join(vs, "; "))
+	b.WriteString("\n")
+	return b.String()
+}
+
+func kbToMiB(s string) string {
+	var kb int64
+	fmt.Sscan(s, &kb)
+	return fmt.Sprint(kb / 1024)
+}
+
+func sortedKeys(m map[string]float64) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,159 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	_ "github.com/caddyserver/caddy/v2/modules/standard"
+
+	"github.com/caddy-grip/grip/caddygrip"
+)
+
+// The smoke test runs every scenario at a tiny size against caddy-grip
+// running in this process, and checks correctness only: every message
+// arrives once and in order, and the counts add up. It asserts nothing
+// about timing. Its ports (1958x) are its own.
+const (
+	smokeClient  = "127.0.0.1:19580"
+	smokePublish = "127.0.0.1:19581"
+	smokeOrigin  = "127.0.0.1:19582"
+)
+
+// inProcTarget is caddy-grip loaded into the test process.
+type inProcTarget struct{}
+
+// Name, ClientAddr, PublishAddr and PIDs implement Target.
+func (inProcTarget) Name() string        { return "caddy-grip(in-process)" }
+func (inProcTarget) ClientAddr() string  { return smokeClient }
+func (inProcTarget) PublishAddr() string { return smokePublish }
+func (inProcTarget) PIDs() []int         { return []int{os.Getpid()} }
+
+func startInProcessCaddy(t *testing.T, origin string) {
+	t.Helper()
+	cfg := fmt.Sprintf(`{
+	admin off
+	auto_https off
+	persist_config off
+	grace_period 1s
+	log {
+		level ERROR
+	}
+}
+http://%s {
+	grip
+	reverse_proxy %s {
+		flush_interval -1
+	}
+}
+http://%s {
+	grip_publish
+}
+`, smokeClient, origin, smokePublish)
+	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
+	if err != nil {
+		t.Fatalf("adapting Caddyfile: %v", err)
+	}
+	if err := caddy.Load(adapted, true); err != nil {
+		t.Fatalf("loading config: %v", err)
+	}
+	t.Cleanup(func() { _ = caddy.Stop() })
+	if !waitFor(20*time.Second, func() bool { return probePass(smokeClient) == nil }) {
+		t.Fatalf("caddy-grip does not proxy to the origin: %v", probePass(smokeClient))
+	}
+}
+
+func smokeParams() *params {
+	return &params{
+		SrcIPs:    2,
+		HoldConns: 20, ConnectRate: 2000, HoldChannels: 4, HoldSettle: 50 * time.Millisecond, HoldIdle: 100 * time.Millisecond,
+		FanoutSubs: 10, FanoutRate: 200, FanoutMsgs: 20, FanoutMaxMsgs: 30, FanoutBatch: 4, FanoutBatchMsgs: 30,
+		PassConns: 4, PassDuration: 300 * time.Millisecond,
+		PollClients: 5, PollDuration: 1500 * time.Millisecond, PollPublishers: 2, PollTimeout: 5,
+	}
+}
+
+func TestEveryScenarioDeliversCorrectlyThroughCaddyGrip(t *testing.T) {
+	p := smokeParams()
+	o, err := startOrigin(smokeOrigin, p.PollTimeout)
+	if err != nil {
+		t.Fatalf("origin: %v", err)
+	}
+	t.Cleanup(o.close)
+	startInProcessCaddy(t, o.Addr())
+
+	seq := 0
+	env := func() *runEnv {
+		seq++
+		return &runEnv{target: inProcTarget{}, origin: o, src: sourceIPs(p.SrcIPs), nonce: fmt.Sprintf("s%d", seq), p: p}
+	}
+	metric := func(t *testing.T, r *Result, name string, want float64) {
+		t.Helper()
+		if got := r.Metrics[name]; got != want {
+			t.Errorf("%s = %v, want %v", name, got, want)
+		}
+	}
+	noErrors := func(t *testing.T, r *Result) {
+		t.Helper()
+		for _, e := range r.Errors {
+			t.Errorf("%s: %s", r.Scenario, e)
+		}
+	}
+
+	t.Run("hold", func(t *testing.T) {
+		r := runHold(env())
+		noErrors(t, r)
+		metric(t, r, "conns_up", float64(p.HoldConns))
+		metric(t, r, "conns_failed", 0)
+		metric(t, r, "probe_reached", float64(p.HoldConns))
+	})
+	for _, c := range []struct {
+		mode string
+		msgs int
+	}{{fanoutRate, p.FanoutMsgs}, {fanoutMax, p.FanoutMaxMsgs}, {fanoutBatch, p.FanoutBatchMsgs}} {
+		mode, m := c.mode, c.msgs
+		t.Run(mode, func(t *testing.T) {
+			r := runFanout(env(), mode)
+			noErrors(t, r)
+			want := float64(p.FanoutSubs * m)
+			metric(t, r, "expected", want)
+			metric(t, r, "delivered", want)
+			metric(t, r, "lost", 0)
+			metric(t, r, "duplicated", 0)
+			metric(t, r, "reordered", 0)
+			metric(t, r, "publish_errors", 0)
+			metric(t, r, "lat_samples", want)
+		})
+	}
+	t.Run("passthrough", func(t *testing.T) {
+		r := runPassthrough(env())
+		noErrors(t, r)
+		metric(t, r, "errors", 0)
+		if r.Metrics["requests"] < 1 || r.Metrics["lat_samples"] != r.Metrics["requests"] {
+			t.Errorf("requests %v, latency samples %v", r.Metrics["requests"], r.Metrics["lat_samples"])
+		}
+	})
+	t.Run("longpoll", func(t *testing.T) {
+		before := caddygrip.LookupHub(caddygrip.DefaultHub).Stats()
+		r := runLongpoll(env())
+		after := caddygrip.LookupHub(caddygrip.DefaultHub).Stats()
+		metric(t, r, "duplicated", 0)
+		metric(t, r, "skipped", 0)
+		metric(t, r, "errors", 0)
+		// Every message published reached its client, through the proxy or,
+		// after a hold timed out, from the origin.
+		metric(t, r, "undelivered", 0)
+		if pub := r.Metrics["published"]; pub < 1 || r.Metrics["received_total"] != pub {
+			t.Errorf("published %v, received %v", pub, r.Metrics["received_total"])
+		}
+		gap := r.Metrics["gap_losses"]
+		published, delivered := after.Published-before.Published, after.Delivered-before.Delivered
+		if gap > 0 {
+			t.Errorf("%v of %v long-poll publishes lost in the reconnect gap (hub delivered %d of %d)", gap, r.Metrics["published"], delivered, published)
+		}
+	})
+}

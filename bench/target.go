@@ -1,0 +1,374 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Target is a proxy under test, as the scenarios see it.
+type Target interface {
+	// Name is the target's name in results: caddy-grip, caddy, pushpin.
+	Name() string
+	// ClientAddr is the host:port clients connect to.
+	ClientAddr() string
+	// PublishAddr is the host:port of the GRIP publish API (POST
+	// /publish/), or "" for a proxy without GRIP.
+	PublishAddr() string
+	// PIDs are the processes whose CPU and memory count as the proxy's.
+	PIDs() []int
+}
+
+// Target names accepted by -targets.
+const (
+	targetGrip    = "caddy-grip"
+	targetCaddy   = "caddy"
+	targetPushpin = "pushpin"
+)
+
+// Ports, from PERF-NOTES B2: Pushpin 18080 (+ 18560-18563 for its
+// publish side), plain Caddy 18081, caddy-grip 18082 (+ 18083 publish),
+// the origin 18090. The Caddy admin endpoints (pprof) are 18018/18019.
+const (
+	portPushpin        = 18080
+	portPushpinPublish = 18561
+	portCaddy          = 18081
+	portGrip           = 18082
+	portGripPublish    = 18083
+	portCaddyAdmin     = 18018
+	portGripAdmin      = 18019
+	defaultOriginAddr  = "127.0.0.1:18090"
+)
+
+// targetOptions say how to run a target process.
+type targetOptions struct {
+	CaddyBin   string // the caddy binary built with caddy-grip
+	PushpinBin string // the pushpin runner
+	SUTCPUs    string // taskset CPU list for the proxy; "" = not pinned
+	OriginAddr string
+	WorkDir    string // configs and logs go under here
+}
+
+// procTarget is a target running as child processes of the bench.
+type procTarget struct {
+	name, client, publish string
+	cmd                   *exec.Cmd
+	pids                  []int
+	dir                   string
+	version               string
+	gomaxprocs            string
+	exited                chan struct{}
+}
+
+// Name, ClientAddr, PublishAddr and PIDs implement Target.
+func (t *procTarget) Name() string        { return t.name }
+func (t *procTarget) ClientAddr() string  { return t.client }
+func (t *procTarget) PublishAddr() string { return t.publish }
+func (t *procTarget) PIDs() []int         { return t.pids }
+
+// startTarget writes the target's config, starts it (pinned when asked)
+// and waits until it proxies to the origin.
+func startTarget(name string, opt targetOptions) (*procTarget, error) {
+	dir := filepath.Join(opt.WorkDir, name)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	t := &procTarget{name: name, dir: dir}
+	var argv []string
+	env := os.Environ()
+	switch name {
+	case targetGrip, targetCaddy:
+		cfg, client, publish, admin := caddyConfig(name, opt.OriginAddr)
+		t.client, t.publish = client, publish
+		path := filepath.Join(dir, "Caddyfile")
+		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+			return nil, err
+		}
+		if err := checkFree(client, publish, admin); err != nil {
+			return nil, err
+		}
+		argv = []string{opt.CaddyBin, "run", "--config", path, "--adapter", "caddyfile"}
+		t.version = commandOutput(opt.CaddyBin, "version")
+		if opt.SUTCPUs != "" {
+			t.gomaxprocs = fmt.Sprint(cpuCount(opt.SUTCPUs))
+			env = append(env, "GOMAXPROCS="+t.gomaxprocs)
+		}
+		env = append(env, "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
+	case targetPushpin:
+		t.client = fmt.Sprintf("127.0.0.1:%d", portPushpin)
+		t.publish = fmt.Sprintf("127.0.0.1:%d", portPushpinPublish)
+		path, err := writePushpinConfig(dir, opt.OriginAddr)
+		if err != nil {
+			return nil, err
+		}
+		if err := checkFree(t.client, t.publish, "127.0.0.1:18560", "127.0.0.1:18562", "127.0.0.1:18563"); err != nil {
+			return nil, err
+		}
+		argv = []string{opt.PushpinBin, "--config", path}
+		t.version = commandOutput(opt.PushpinBin, "--version")
+	default:
+		return nil, fmt.Errorf("unknown target %q (want %s, %s or %s)", name, targetGrip, targetCaddy, targetPushpin)
+	}
+	if opt.SUTCPUs != "" {
+		taskset, err := exec.LookPath("taskset")
+		if err != nil {
+			return nil, fmt.Errorf("pinning the proxy needs taskset: %w", err)
+		}
+		argv = append([]string{taskset, "-c", opt.SUTCPUs}, argv...)
+	}
+	logf, err := os.Create(filepath.Join(dir, "log.txt"))
+	if err != nil {
+		return nil, err
+	}
+	t.cmd = exec.Command(argv[0], argv[1:]...)
+	t.cmd.Dir = dir
+	t.cmd.Env = env
+	t.cmd.Stdout, t.cmd.Stderr = logf, logf
+	// Its own process group, so a ^C to the bench does not kill it first.
+	t.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := t.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("starting %s: %w", name, err)
+	}
+	t.exited = make(chan struct{})
+	go func() { _ = t.cmd.Wait(); logf.Close(); close(t.exited) }()
+	if err := t.waitReady(opt.OriginAddr); err != nil {
+		t.stop()
+		return nil, fmt.Errorf("%s did not come up: %w (log: %s)", name, err, filepath.Join(dir, "log.txt"))
+	}
+	return t, nil
+}
+
+// caddyConfig is the Caddyfile of caddy-grip or of plain Caddy: the same
+// binary, the same reverse_proxy; only the grip handler differs.
+func caddyConfig(name, origin string) (cfg, client, publish, admin string) {
+	port, adminPort := portCaddy, portCaddyAdmin
+	if name == targetGrip {
+		port, adminPort = portGrip, portGripAdmin
+	}
+	client = fmt.Sprintf("127.0.0.1:%d", port)
+	admin = fmt.Sprintf("127.0.0.1:%d", adminPort)
+	var b strings.Builder
+	fmt.Fprintf(&b, `{
+	admin %s
+	auto_https off
+	persist_config off
+	grace_period 2s
+	log {
+		level ERROR
+	}
+}
+
+http://%s {
+`, admin, client)
+	if name == targetGrip {
+		b.WriteString("\tgrip\n")
+	}
+	fmt.Fprintf(&b, "\treverse_proxy %s {\n\t\tflush_interval -1\n\t}\n}\n", origin)
+	if name == targetGrip {
+		publish = fmt.Sprintf("127.0.0.1:%d", portGripPublish)
+		fmt.Fprintf(&b, "\nhttp://%s {\n\tgrip_publish\n}\n", publish)
+	}
+	return b.String(), client, publish, admin
+}
+
+// writePushpinConfig writes a private Pushpin config: its own run dir, IPC
+// prefix and ports, log level 1, and the delivery limiter raised out of the
+// way (Debian ships message_rate=2500, message_hwm=25000). Debian's
+// internal.conf points the proxy at a system zurl, so the runner starts a
+// private zurl too, as in the 4-service layout (condure, zurl, proxy,
+// handler).
+func writePushpinConfig(dir, origin string) (string, error) {
+	run := filepath.Join(dir, "run")
+	logs := filepath.Join(dir, "log")
+	for _, d := range []string{run, logs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return "", err
+		}
+	}
+	routes := filepath.Join(dir, "routes")
+	if err := os.WriteFile(routes, []byte("* "+origin+"\n"), 0o644); err != nil {
+		return "", err
+	}
+	cfg := fmt.Sprintf(`[global]
+include=/usr/lib/pushpin/internal.conf
+rundir=%s
+ipc_prefix=gripbench-
+port_offset=0
+stats_connection_ttl=120
+
+[runner]
+services=condure,zurl,pushpin-proxy,pushpin-handler
+http_port=127.0.0.1:%d
+logdir=%s
+log_level=1
+client_buffer_size=8192
+client_maxconn=50000
+condure_bin=condure
+zurl_bin=zurl
+
+[proxy]
+zurl_out_specs=ipc://{rundir}/{ipc_prefix}zurl-in
+zurl_out_stream_specs=ipc://{rundir}/{ipc_prefix}zurl-in-stream
+zurl_in_specs=ipc://{rundir}/{ipc_prefix}zurl-out
+routesfile=%s
+debug=false
+auto_cross_origin=false
+sig_iss=pushpin
+sig_key=changeme
+updates_check=off
+
+[handler]
+push_in_spec=tcp://127.0.0.1:18560
+push_in_sub_specs=tcp://127.0.0.1:18562
+push_in_sub_connect=false
+push_in_http_addr=127.0.0.1
+push_in_http_port=%d
+push_in_http_max_headers_size=10000
+push_in_http_max_body_size=1000000
+stats_spec=ipc://{rundir}/{ipc_prefix}stats
+command_spec=tcp://127.0.0.1:18563
+message_rate=10000000
+message_hwm=10000000
+message_wait=5000
+id_cache_ttl=60
+connection_subscription_max=20
+subscription_linger=60
+stats_subscription_ttl=60
+stats_report_interval=10
+stats_format=tnetstring
+`, run, portPushpin, logs, routes, portPushpinPublish)
+	path := filepath.Join(dir, "pushpin.conf")
+	return path, os.WriteFile(path, []byte(cfg), 0o644)
+}
+
+// checkFree fails if any of addrs is already taken, so a bench never
+// measures somebody else's server.
+func checkFree(addrs ...string) error {
+	for _, a := range addrs {
+		if a == "" {
+			continue
+		}
+		ln, err := net.Listen("tcp", a)
+		if err != nil {
+			return fmt.Errorf("port %s is in use: %w", a, err)
+		}
+		ln.Close()
+	}
+	return nil
+}
+
+// waitReady waits until a plain request goes through the proxy to the
+// origin, and the publish port accepts connections.
+func (t *procTarget) waitReady(origin string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	var last error
+	for time.Now().Before(deadline) {
+		select {
+		case <-t.exited:
+			return errors.New("exited")
+		default:
+		}
+		last = probePass(t.client)
+		if last == nil && t.publish != "" {
+			var c net.Conn
+			if c, last = net.DialTimeout("tcp", t.publish, time.Second); last == nil {
+				c.Close()
+			}
+		}
+		if last == nil {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if last != nil {
+		return last
+	}
+	// Pushpin's runner starts its services one by one; let them settle,
+	// then take the whole process tree.
+	if t.name == targetPushpin {
+		for time.Now().Before(deadline) && len(processTree(t.cmd.Process.Pid)) < 5 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	t.pids = processTree(t.cmd.Process.Pid)
+	return nil
+}
+
+// probePass sends GET /pass through addr and wants 200.
+func probePass(addr string) error {
+	c, err := dialHTTP(addr, nil, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.c.SetDeadline(time.Now().Add(2 * time.Second))
+	rh, _, err := c.getBody("/pass", nil)
+	if err != nil {
+		return err
+	}
+	if rh.Status != 200 {
+		return fmt.Errorf("GET /pass: status %d", rh.Status)
+	}
+	return nil
+}
+
+// stop ends the target: SIGTERM, then SIGKILL to the processes it started.
+func (t *procTarget) stop() {
+	if t.cmd == nil || t.cmd.Process == nil {
+		return
+	}
+	tree := processTree(t.cmd.Process.Pid)
+	_ = t.cmd.Process.Signal(syscall.SIGTERM)
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if !anyAlive(tree) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for _, pid := range tree {
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
+}
+
+func anyAlive(pids []int) bool {
+	for _, pid := range pids {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		// A zombie ("Z") has exited and only waits to be reaped.
+		if i := strings.LastIndexByte(string(b), ')'); i >= 0 && i+2 < len(b) && b[i+2] != 'Z' {
+			return true
+		}
+	}
+	return false
+}
+
+// commandOutput runs a short command and returns its first output line.
+func commandOutput(name string, args ...string) string {
+	out, err := exec.Command(name, args...).CombinedOutput()
+	if err != nil {
+		return "unknown"
+	}
+	s := strings.TrimSpace(string(out))
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		s = s[:i]
+	}
+	return s
+}
+
+// cpuCount counts the CPUs in a taskset list such as "0" or "0-1,3".
+func cpuCount(list string) int {
+	if n := len(parseCPUList(list)); n > 0 {
+		return n
+	}
+	return 1
+}
