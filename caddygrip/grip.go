@@ -188,7 +188,7 @@ func (g *Grip) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.
 	if err != nil {
 		return err
 	}
-	if rec.overflow {
+	if rec.buf.overflow {
 		return s.fail(&InstructError{Header: "body", Msg: fmt.Sprintf("GRIP instruct response too large (over %d bytes)", g.MaxInstructSize)})
 	}
 	return s.serveBuffered(rec.status, rec.buf.Bytes())

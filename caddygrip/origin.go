@@ -16,14 +16,14 @@ import (
 // capture is the ResponseWriter of a re-issued origin request: status,
 // headers and a bounded body, never the client's writer.
 type capture struct {
-	header   http.Header
-	status   int
-	body     bytes.Buffer
-	limit    int
-	overflow bool
+	header http.Header
+	status int
+	body   boundedBuffer
 }
 
-func newCapture(limit int) *capture { return &capture{header: make(http.Header), limit: limit} }
+func newCapture(limit int) *capture {
+	return &capture{header: make(http.Header), body: boundedBuffer{limit: limit}}
+}
 
 func (c *capture) Header() http.Header { return c.header }
 
@@ -33,21 +33,12 @@ func (c *capture) WriteHeader(status int) {
 	}
 }
 
-// Write keeps the body up to the limit and never fails: a writer error
-// would make reverse_proxy abort with a panic.
+// Write keeps the body up to the limit and never fails.
 func (c *capture) Write(p []byte) (int, error) {
 	if c.status == 0 {
 		c.status = http.StatusOK
 	}
-	if room := c.limit - c.body.Len(); len(p) > room {
-		c.overflow = true
-		if room > 0 {
-			c.body.Write(p[:room])
-		}
-	} else {
-		c.body.Write(p)
-	}
-	return len(p), nil
+	return c.body.Write(p)
 }
 
 // Flush is a no-op: the body is read once complete.
@@ -96,7 +87,7 @@ func (o *originRequest) do(ctx context.Context, method string, header http.Heade
 	if err := o.next.ServeHTTP(res, r); err != nil {
 		return res, err
 	}
-	if res.overflow {
+	if res.body.overflow {
 		return res, fmt.Errorf("origin response over %d bytes", o.limit)
 	}
 	return res, nil

@@ -39,16 +39,14 @@ type decideFunc func(status int, header http.Header) recMode
 // 1xx responses work unchanged for ordinary traffic.
 type recorder struct {
 	http.ResponseWriter
-	decide   decideFunc
-	mode     recMode
-	status   int
-	limit    int
-	buf      bytes.Buffer
-	overflow bool // modeBuffer: the body passed limit and was cut off
+	decide decideFunc
+	mode   recMode
+	status int
+	buf    boundedBuffer // modeBuffer: the body, cut off at the limit
 }
 
 func newRecorder(w http.ResponseWriter, limit int, decide decideFunc) *recorder {
-	return &recorder{ResponseWriter: w, limit: limit, decide: decide}
+	return &recorder{ResponseWriter: w, buf: boundedBuffer{limit: limit}, decide: decide}
 }
 
 // WriteHeader passes 1xx responses through and makes the one decision for
@@ -78,14 +76,7 @@ func (rec *recorder) Write(p []byte) (int, error) {
 	case modePass, modeStream:
 		return rec.ResponseWriter.Write(p)
 	case modeBuffer:
-		if room := rec.limit - rec.buf.Len(); len(p) > room {
-			rec.overflow = true
-			if room > 0 {
-				rec.buf.Write(p[:room])
-			}
-		} else {
-			rec.buf.Write(p)
-		}
+		return rec.buf.Write(p)
 	}
 	return len(p), nil
 }
@@ -119,6 +110,27 @@ func (rec *recorder) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 
 // Unwrap lets http.ResponseController reach deadlines and flushing below.
 func (rec *recorder) Unwrap() http.ResponseWriter { return rec.ResponseWriter }
+
+// boundedBuffer keeps at most limit bytes and flags what it cut off. Its
+// Write never fails: a writer error would make reverse_proxy abort the
+// whole request with a panic.
+type boundedBuffer struct {
+	bytes.Buffer
+	limit    int
+	overflow bool
+}
+
+func (b *boundedBuffer) Write(p []byte) (int, error) {
+	if room := b.limit - b.Len(); len(p) > room {
+		b.overflow = true
+		if room > 0 {
+			b.Buffer.Write(p[:room])
+		}
+	} else {
+		b.Buffer.Write(p)
+	}
+	return len(p), nil
+}
 
 // writerOnly hides ReadFrom so io.Copy does not recurse into it.
 type writerOnly struct{ io.Writer }
