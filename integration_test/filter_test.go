@@ -7,8 +7,6 @@ import (
 	"testing"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/caddy-grip/grip/wsoverhttp"
 )
 
 // senderItem publishes one item to channel from sender, in both the
@@ -36,21 +34,10 @@ func TestSkipSelfFilterOnStream(t *testing.T) {
 }
 
 func TestSkipSelfFilterOnWebSocket(t *testing.T) {
-	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		evs, _ := wsoverhttp.ParseEvents(body, 0)
-		var out []wsoverhttp.Event
-		for _, e := range evs {
-			if e.Type == wsoverhttp.Open {
-				out = append(out, e,
-					wsoverhttp.Event{Type: wsoverhttp.Text, Content: []byte(`c:{"type":"set-meta","name":"user","value":"alice"}`)},
-					wsoverhttp.Event{Type: wsoverhttp.Text, Content: []byte(`c:{"type":"subscribe","channel":"wsroom","filters":["skip-self"]}`)})
-			}
-		}
-		w.Header().Set("Content-Type", wsoverhttp.ContentType)
-		w.Header().Set("Sec-WebSocket-Extensions", "grip")
-		w.Write(wsoverhttp.AppendEvents(nil, out...))
-	})
+	origin := simpleWSOrigin(t, []string{
+		`{"type":"set-meta","name":"user","value":"alice"}`,
+		`{"type":"subscribe","channel":"wsroom","filters":["skip-self"]}`,
+	}, nil)
 	loadCaddyfile(t, gripSite(origin.URL, ""))
 	c, _, err := websocket.DefaultDialer.Dial(strings.Replace(caddyURL, "http", "ws", 1)+"/ws", nil)
 	if err != nil {

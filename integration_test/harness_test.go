@@ -24,6 +24,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddy-grip/grip/caddygrip"
+	"github.com/caddy-grip/grip/wsoverhttp"
 )
 
 // Ports of the in-process Caddy: a site for clients and one for publishing.
@@ -271,4 +272,36 @@ func (s *stream) ended(t testing.TB) []string {
 			t.Fatalf("stream did not end")
 		}
 	}
+}
+
+// simpleWSOrigin is a WebSocket-over-HTTP origin with the grip extension:
+// it answers OPEN with OPEN and the given control messages (JSON after
+// "c:"), echoes each TEXT as "echo <text>", and hands every event it gets
+// to onEvent, if set.
+func simpleWSOrigin(t testing.TB, controls []string, onEvent func(wsoverhttp.Event)) *httptest.Server {
+	return startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		evs, err := wsoverhttp.ParseEvents(body, 0)
+		if err != nil {
+			t.Errorf("origin got bad events: %v", err)
+		}
+		var out []wsoverhttp.Event
+		for _, e := range evs {
+			if onEvent != nil {
+				onEvent(e)
+			}
+			switch e.Type {
+			case wsoverhttp.Open:
+				out = append(out, e)
+				for _, c := range controls {
+					out = append(out, wsoverhttp.Event{Type: wsoverhttp.Text, Content: []byte("c:" + c)})
+				}
+			case wsoverhttp.Text:
+				out = append(out, wsoverhttp.Event{Type: wsoverhttp.Text, Content: append([]byte("m:echo "), e.Content...)})
+			}
+		}
+		w.Header().Set("Content-Type", wsoverhttp.ContentType)
+		w.Header().Set("Sec-WebSocket-Extensions", "grip")
+		w.Write(wsoverhttp.AppendEvents(nil, out...))
+	})
 }

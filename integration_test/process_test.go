@@ -172,21 +172,10 @@ http://%s {
 
 func TestExitClosesWebSocketsWithGoingAway(t *testing.T) {
 	disconnected := make(chan struct{}, 1)
-	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		evs, _ := wsoverhttp.ParseEvents(body, 0)
-		var out []wsoverhttp.Event
-		for _, e := range evs {
-			switch e.Type {
-			case wsoverhttp.Open:
-				out = append(out, e, wsoverhttp.Event{Type: wsoverhttp.Text, Content: []byte(`c:{"type":"subscribe","channel":"exit"}`)})
-			case wsoverhttp.Disconnect:
-				disconnected <- struct{}{}
-			}
+	origin := simpleWSOrigin(t, []string{`{"type":"subscribe","channel":"exit"}`}, func(e wsoverhttp.Event) {
+		if e.Type == wsoverhttp.Disconnect {
+			disconnected <- struct{}{}
 		}
-		w.Header().Set("Content-Type", wsoverhttp.ContentType)
-		w.Header().Set("Sec-WebSocket-Extensions", "grip")
-		w.Write(wsoverhttp.AppendEvents(nil, out...))
 	})
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
 	p := startCaddyProcess(t, fmt.Sprintf(`{

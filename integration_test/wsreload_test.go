@@ -1,33 +1,14 @@
 package integration_test
 
 import (
-	"io"
-	"net/http"
 	"strings"
 	"testing"
 
 	"github.com/gorilla/websocket"
-
-	"github.com/caddy-grip/grip/wsoverhttp"
 )
 
 func TestWebSocketSurvivesReload(t *testing.T) {
-	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(r.Body)
-		evs, _ := wsoverhttp.ParseEvents(body, 0)
-		var out []wsoverhttp.Event
-		for _, e := range evs {
-			switch e.Type {
-			case wsoverhttp.Open:
-				out = append(out, e, wsoverhttp.Event{Type: wsoverhttp.Text, Content: []byte(`c:{"type":"subscribe","channel":"reload-ws"}`)})
-			case wsoverhttp.Text:
-				out = append(out, wsoverhttp.Event{Type: wsoverhttp.Text, Content: append([]byte("m:echo "), e.Content...)})
-			}
-		}
-		w.Header().Set("Content-Type", wsoverhttp.ContentType)
-		w.Header().Set("Sec-WebSocket-Extensions", "grip")
-		w.Write(wsoverhttp.AppendEvents(nil, out...))
-	})
+	origin := simpleWSOrigin(t, []string{`{"type":"subscribe","channel":"reload-ws"}`}, nil)
 	loadCaddyfile(t, gripSite(origin.URL, ""))
 	c, _, err := websocket.DefaultDialer.Dial(strings.Replace(caddyURL, "http", "ws", 1)+"/ws", nil)
 	if err != nil {
