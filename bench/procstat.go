@@ -15,22 +15,31 @@ import (
 // 100 on every Linux build this program targets (sysconf needs cgo).
 const clockTick = 10 * time.Millisecond
 
+// procStatFields returns the fields of /proc/<pid>/stat after the command
+// name, which may contain spaces: f[0] is the state, f[1] the parent,
+// f[11] and f[12] utime and stime.
+func procStatFields(pid int, want int) ([]string, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return nil, err
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return nil, fmt.Errorf("/proc/%d/stat: no ')'", pid)
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < want {
+		return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
+	}
+	return f, nil
+}
+
 // procCPU returns the user+system CPU time a process has used, from
 // /proc/<pid>/stat (all its threads, live and exited).
 func procCPU(pid int) (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := procStatFields(pid, 13)
 	if err != nil {
 		return 0, err
-	}
-	// The command name may contain spaces; fields resume after ')'.
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	// After ')': state(3) ppid(4) ... utime(14) stime(15), so index 11, 12.
-	if len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
 	ut, err1 := strconv.ParseUint(f[11], 10, 64)
 	st, err2 := strconv.ParseUint(f[12], 10, 64)
@@ -42,17 +51,9 @@ func procCPU(pid int) (time.Duration, error) {
 
 // procPPID returns the parent of pid.
 func procPPID(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	f, err := procStatFields(pid, 2)
 	if err != nil {
 		return 0, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0, fmt.Errorf("/proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0, fmt.Errorf("/proc/%d/stat: short", pid)
 	}
 	return strconv.Atoi(f[1])
 }

@@ -348,9 +348,10 @@ func (h *Hub) receiveRun(b *batch, name string, run []*Item) {
 	c.mu.Unlock()
 }
 
-// LastID returns the id of the last item delivered in sequence on channel,
-// for prev-id recovery; known is false when there is none (no subscribers,
-// nothing sequenced yet, or the last item had no id).
+// LastID returns the sequencer's last id on channel: the id the next item's
+// prev-id must match to pass at once. known is false when there is none (no
+// subscribers, nothing sequenced yet, or the last item had no id). Recovery
+// uses LastPublishedID instead, which outlives the channel's subscribers.
 func (h *Hub) LastID(channel string) (id string, known bool) {
 	hash := h.hash(channel)
 	for {

@@ -127,9 +127,18 @@ func (j *jsgrip) mustPublish(t *testing.T, config map[string]any, channel string
 // returns its URL. It stops when the test ends.
 func (j *jsgrip) startJSOrigin(t *testing.T, sigKey, sigIss string) string {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), j.node, "origin.mjs")
+	return j.runNodeOrigin(t, "origin.mjs", "SIG_KEY="+sigKey, "SIG_ISS="+sigIss)
+}
+
+// runNodeOrigin runs a node origin script from the installed testdata with
+// extra environment, waits for the port it reports on its first line of
+// output, and returns its URL. The script exits when its stdin closes, at
+// the end of the test.
+func (j *jsgrip) runNodeOrigin(t *testing.T, script string, env ...string) string {
+	t.Helper()
+	cmd := exec.CommandContext(t.Context(), j.node, script)
 	cmd.Dir = j.dir
-	cmd.Env = append(os.Environ(), "SIG_KEY="+sigKey, "SIG_ISS="+sigIss)
+	cmd.Env = append(os.Environ(), env...)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	stdin, err := cmd.StdinPipe()
@@ -141,13 +150,13 @@ func (j *jsgrip) startJSOrigin(t *testing.T, sigKey, sigIss string) string {
 		t.Fatal(err)
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting origin.mjs: %v", err)
+		t.Fatalf("starting %s: %v", script, err)
 	}
 	t.Cleanup(func() {
-		stdin.Close() // origin.mjs exits on end of stdin
+		stdin.Close()
 		err := cmd.Wait()
 		if t.Failed() && stderr.Len() > 0 {
-			t.Logf("origin.mjs (%v) stderr:\n%s", err, stderr.Bytes())
+			t.Logf("%s (%v) stderr:\n%s", script, err, stderr.Bytes())
 		}
 	})
 	line, err := bufio.NewReader(stdout).ReadString('\n')
@@ -155,7 +164,7 @@ func (j *jsgrip) startJSOrigin(t *testing.T, sigKey, sigIss string) string {
 		Port int `json:"port"`
 	}
 	if err != nil || json.Unmarshal([]byte(line), &ready) != nil || ready.Port == 0 {
-		t.Fatalf("origin.mjs did not report its port: %q %v", line, err)
+		t.Fatalf("%s did not report its port: %q %v", script, line, err)
 	}
 	return fmt.Sprintf("http://127.0.0.1:%d", ready.Port)
 }

@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"bufio"
 	"bytes"
 	"encoding/base64"
 	"encoding/json"
@@ -9,8 +8,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -35,38 +32,8 @@ type jsWSOrigin struct {
 // publishing to the test Caddy's grip_publish. It stops when the test ends.
 func startJSWSOrigin(t *testing.T, js *jsgrip, sigKey, sigIss string) *jsWSOrigin {
 	t.Helper()
-	cmd := exec.CommandContext(t.Context(), js.node, "wsorigin.mjs")
-	cmd.Dir = js.dir
-	cmd.Env = append(os.Environ(), "SIG_KEY="+sigKey, "SIG_ISS="+sigIss,
-		"CONTROL_URI="+strings.TrimSuffix(publishURL, "publish/"))
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	stdin, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatalf("starting wsorigin.mjs: %v", err)
-	}
-	t.Cleanup(func() {
-		stdin.Close() // wsorigin.mjs exits on end of stdin
-		err := cmd.Wait()
-		if t.Failed() && stderr.Len() > 0 {
-			t.Logf("wsorigin.mjs (%v) stderr:\n%s", err, stderr.Bytes())
-		}
-	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	var ready struct {
-		Port int `json:"port"`
-	}
-	if err != nil || json.Unmarshal([]byte(line), &ready) != nil || ready.Port == 0 {
-		t.Fatalf("wsorigin.mjs did not report its port: %q %v", line, err)
-	}
-	return &jsWSOrigin{url: fmt.Sprintf("http://127.0.0.1:%d", ready.Port)}
+	return &jsWSOrigin{url: js.runNodeOrigin(t, "wsorigin.mjs", "SIG_KEY="+sigKey, "SIG_ISS="+sigIss,
+		"CONTROL_URI="+strings.TrimSuffix(publishURL, "publish/"))}
 }
 
 // jsWSLogEntry is what wsorigin.mjs recorded of one request grip sent it.

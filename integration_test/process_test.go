@@ -96,6 +96,22 @@ func startCaddyProcess(t *testing.T, caddyfile, addr string) *caddyProcess {
 	return p
 }
 
+// startGripProcess runs Caddy in its own process with grip in front of
+// reverse_proxy to origin, and a grace period far longer than any test, so
+// that only the exit drain can end held connections in time.
+func startGripProcess(t *testing.T, origin string) (string, *caddyProcess) {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	return addr, startCaddyProcess(t, fmt.Sprintf(`{
+	admin off
+	grace_period 5m
+}
+http://%s {
+	grip
+	reverse_proxy %s
+}`, addr, origin), addr)
+}
+
 // signal sends sig and returns a channel closed when the process exits.
 func (p *caddyProcess) signal(t *testing.T, sig syscall.Signal) <-chan struct{} {
 	t.Helper()
@@ -119,15 +135,7 @@ func TestExitDrainsHeldConnections(t *testing.T) {
 		w.Header().Set("Grip-Hold", "stream")
 		io.WriteString(w, "open\n")
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
-	p := startCaddyProcess(t, fmt.Sprintf(`{
-	admin off
-	grace_period 5m
-}
-http://%s {
-	grip
-	reverse_proxy %s
-}`, addr, origin.Listener.Addr()), addr)
+	addr, p := startGripProcess(t, origin.Listener.Addr().String())
 
 	s := openStream(t, "http://"+addr+"/stream", nil)
 	s.next(t)
@@ -177,15 +185,7 @@ func TestExitClosesWebSocketsWithGoingAway(t *testing.T) {
 			disconnected <- struct{}{}
 		}
 	})
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
-	p := startCaddyProcess(t, fmt.Sprintf(`{
-	admin off
-	grace_period 5m
-}
-http://%s {
-	grip
-	reverse_proxy %s
-}`, addr, origin.Listener.Addr()), addr)
+	addr, p := startGripProcess(t, origin.Listener.Addr().String())
 	c, _, err := websocket.DefaultDialer.Dial("ws://"+addr+"/ws", nil)
 	if err != nil {
 		t.Fatal(err)
