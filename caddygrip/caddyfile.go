@@ -42,6 +42,7 @@ func parsePublish(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		websocket         over_http|passthrough
 //		origins           <pattern>...
 //		max_message_size  <bytes>
+//		update_on_first_subscription on|off
 //	}
 func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -97,6 +98,18 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			g.MaxMessageSize = n
+		case "update_on_first_subscription":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			switch v {
+			case "on", "off":
+				on := v == "on"
+				g.UpdateOnFirstSubscription = &on
+			default:
+				return d.Errf("update_on_first_subscription: want on or off, got '%s'", v)
+			}
 		default:
 			return d.Errf("unrecognized grip option '%s'", opt)
 		}

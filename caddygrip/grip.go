@@ -27,7 +27,7 @@ const (
 
 // gripFeatures is sent to the origin in Grip-Feature: the GRIP features this
 // build implements, so that origins may rely on them.
-const gripFeatures = "status, filter:skip-self, filter:skip-users, filter:require-sub"
+const gripFeatures = "status, link:next, link:gone, filter:skip-self, filter:skip-users, filter:require-sub, filter:build-id, filter:var-subst"
 
 // Grip is a middleware that makes the rest of its route a GRIP origin. It
 // signs and forwards each request through the route; when the response
@@ -73,6 +73,14 @@ type Grip struct {
 	// MaxMessageSize is the largest client WebSocket message, in bytes; a
 	// larger one closes the connection with 1009. Default: 1048576.
 	MaxMessageSize int `json:"max_message_size,omitempty"`
+
+	// UpdateOnFirstSubscription, on by default as in Pushpin 1.41, updates
+	// every hold on a channel a second after the channel's first
+	// subscription on this node: response holds re-request the origin and
+	// streams fetch their next link, so that an item published between the
+	// origin's answer and the subscription is not lost. Set false to save
+	// those origin requests when prev-ids already cover the race.
+	UpdateOnFirstSubscription *bool `json:"update_on_first_subscription,omitempty"`
 
 	ref      hubRef
 	sessions *sync.WaitGroup // WebSocket sessions, which Caddy's shutdown does not wait for
@@ -131,6 +139,11 @@ func (g *Grip) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("hub %q: %w", g.Hub, err)
 	}
 	return onExit(ctx, g.drain)
+}
+
+// updateOnFirstSubscription reports the option, with its default.
+func (g *Grip) updateOnFirstSubscription() bool {
+	return g.UpdateOnFirstSubscription == nil || *g.UpdateOnFirstSubscription
 }
 
 // drain ends every held connection for exit, then gives WebSocket sessions

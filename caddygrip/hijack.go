@@ -41,10 +41,14 @@ func (s *session) hijackStream(rc *http.ResponseController) bool {
 	// the response writer would keep net/http's connection state, its
 	// buffers and Caddy's writer chain alive for the whole hold.
 	lite := &session{
-		g:          s.g,
-		sub:        s.sub,
-		inst:       &Instruct{KeepAlive: s.inst.KeepAlive},
+		g:   s.g,
+		sub: s.sub,
+		inst: &Instruct{Hold: s.inst.Hold, Channels: s.inst.Channels, KeepAlive: s.inst.KeepAlive,
+			Next: s.inst.Next},
 		remoteAddr: s.r.RemoteAddr,
+		gone:       s.gone,
+		links:      s.links,
+		retries:    s.retries,
 	}
 	hs := &hijackedStream{s: lite, conn: conn, timeout: time.Duration(s.g.WriteTimeout), left: make(chan struct{})}
 	s.g.sessions.Add(1)

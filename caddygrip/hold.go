@@ -4,9 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"time"
 
@@ -34,6 +34,16 @@ type session struct {
 	// originHeader is the origin's GRIP reply headers, kept aside so they
 	// never reach the client as they are.
 	originHeader http.Header
+
+	// gone is the first response's gone link, POSTed when the client leaves.
+	gone     *Link
+	goneSent bool
+	// links fetches next and gone links; nil when the hold has neither.
+	links   *linker
+	linkCtx context.Context // ends with the stream; for next-link fetches
+	// sent marks the channels that got content since the next link was
+	// last fetched.
+	sent map[string]bool
 }
 
 // decide runs when the origin writes its status: it recognises GRIP
@@ -51,11 +61,19 @@ func (s *session) decide(status int, h http.Header) recMode {
 		return modeBuffer
 	}
 	inst, err := ParseInstruct(status, origin, nil, s.requestURL())
+	if err == nil {
+		err = checkStreamLinks(inst)
+	}
 	if err != nil {
 		s.err = err
 		return modeDiscard
 	}
-	s.inst = inst
+	if hasBuildID(inst) {
+		// The initial body is rendered per client, so it is read whole.
+		s.originHeader = origin
+		return modeBuffer
+	}
+	s.setInstruct(inst)
 	s.subscribe(hub.KindStream)
 	s.writeHead(inst.Status, inst.Header)
 	return modeStream
@@ -69,24 +87,84 @@ func isHeaderStreamHold(h http.Header) bool {
 // serveBuffered handles a GRIP reply whose body was buffered.
 func (s *session) serveBuffered(status int, body []byte) error {
 	inst, err := ParseInstruct(status, s.originHeader, body, s.requestURL())
+	if err == nil {
+		err = checkStreamLinks(inst)
+	}
 	if err != nil {
 		return s.fail(err)
 	}
-	s.inst = inst
+	s.setInstruct(inst)
 	switch inst.Hold {
 	case HoldResponse:
 		return s.holdResponse()
 	case HoldStream:
 		s.subscribe(hub.KindStream)
+		if !s.renderInitial() {
+			return nil
+		}
 		s.writeHead(inst.Status, inst.Header)
-		if _, err := s.w.Write(inst.Body); err != nil {
+		if _, err := s.w.Write(s.inst.Body); err != nil {
 			s.done()
 			return nil
 		}
 		return s.holdStream()
 	}
+	if inst.Next != nil {
+		return s.servePages()
+	}
 	s.respond(inst.Status, inst.Header, inst.Body)
 	return nil
+}
+
+// hasBuildID reports a channel with the build-id filter, which rewrites
+// the initial body too.
+func hasBuildID(inst *Instruct) bool {
+	for _, c := range inst.Channels {
+		if slices.Contains(c.Filters, hub.FilterBuildID) {
+			return true
+		}
+	}
+	return false
+}
+
+// renderInitial applies build-id to the initial body of a stream; on a
+// filter error the client gets a 502 (Pushpin's "filter error") and the
+// hold ends. It reports whether the hold goes on.
+func (s *session) renderInitial() bool {
+	body, err := s.sub.RenderInitial(s.inst.Body)
+	if err != nil {
+		s.done()
+		_ = s.fail(fmt.Errorf("filter error: %w", err))
+		return false
+	}
+	s.inst.Body = body
+	return true
+}
+
+// setInstruct adopts the origin's instructions; the gone link is the
+// first response's only.
+func (s *session) setInstruct(inst *Instruct) {
+	s.inst = inst
+	if s.retries == 0 {
+		s.gone = inst.Gone
+	}
+}
+
+// servePages answers a reply without a hold but with a next link: its
+// body starts a stream that each next link's body extends, until a reply
+// has no next link (paging). Channels the pages name are subscribed, so
+// a page may also turn into a stream hold.
+func (s *session) servePages() error {
+	s.subscribe(hub.KindStream)
+	if !s.renderInitial() {
+		return nil
+	}
+	s.writeHead(s.inst.Status, s.inst.Header)
+	if _, err := s.w.Write(s.inst.Body); err != nil {
+		s.done()
+		return nil
+	}
+	return s.holdStream()
 }
 
 // subscribe joins the hub before anything is written to the client, so no
@@ -96,12 +174,28 @@ func (s *session) subscribe(kind hub.Kind) {
 	if len(s.inst.Meta) > 0 {
 		s.sub.SetMeta(s.inst.Meta)
 	}
-	h := s.g.ref.hub
 	for _, c := range s.inst.Channels {
 		if len(c.Filters) > 0 {
 			s.sub.SetFilters(c.Name, c.Filters)
 		}
-		h.Subscribe(s.sub, c.Name)
+		s.join(c.Name)
+	}
+}
+
+// firstSubscriptionDelay is how long after a channel's first subscription
+// its holds are updated (Pushpin's SUBSCRIBED_DELAY).
+const firstSubscriptionDelay = time.Second
+
+// join subscribes to one channel. When it is the channel's first
+// subscription, the channel's holds are updated a moment later (response
+// holds re-request the origin, streams fetch their next link), so that an
+// item published between the origin's answer and now is not lost. A hold
+// that has already been re-requested does not schedule another, so a lone
+// long-poll is updated once rather than every second.
+func (s *session) join(channel string) {
+	h := s.g.ref.hub
+	if h.Subscribe(s.sub, channel) && s.retries == 0 && s.g.updateOnFirstSubscription() {
+		time.AfterFunc(firstSubscriptionDelay, func() { h.Update(channel) })
 	}
 }
 
@@ -112,6 +206,18 @@ func (s *session) done() {
 	}
 }
 
+// clientLeft POSTs the gone link, once, when the client disconnects.
+func (s *session) clientLeft() {
+	if s.gone == nil || s.goneSent {
+		return
+	}
+	s.goneSent = true
+	if s.links == nil {
+		s.links = newLinker(s.g, s.r, s.next)
+	}
+	s.links.gone(s.gone.URL)
+}
+
 // holdResponse waits for the first published http-response, the timeout,
 // or the client leaving (long-polling). A client whose prev-id shows it
 // missed a publish is sent back to the origin instead, as is a hint.
@@ -120,7 +226,7 @@ func (s *session) holdResponse() error {
 	defer s.done()
 	// Checked after subscribing: a publish from then on is delivered, one
 	// from before shows in the channel's last published id.
-	if s.staleChannel() && len(s.sub.Ready()) == 0 {
+	if s.missedBeforeSubscribing() {
 		return s.retry("prev-id behind the channel")
 	}
 	timer := time.NewTimer(s.inst.Timeout)
@@ -139,7 +245,14 @@ func (s *session) holdResponse() error {
 				case s.gap(d):
 					return s.retry("prev-id gap")
 				default:
-					s.respondPublished(f)
+					body, err := s.publishedBody(d)
+					if errors.Is(err, errPatchFailed) {
+						return s.retry(err.Error())
+					}
+					if err != nil {
+						continue // filtered out for this client
+					}
+					s.respondPublished(f, body)
 					return nil
 				}
 			}
@@ -150,6 +263,7 @@ func (s *session) holdResponse() error {
 			s.respond(s.inst.Status, s.inst.Header, s.inst.Body)
 			return nil
 		case <-s.r.Context().Done():
+			s.clientLeft()
 			return nil
 		}
 	}
@@ -157,6 +271,14 @@ func (s *session) holdResponse() error {
 
 // maxRetries bounds origin re-requests for one client request.
 const maxRetries = 5
+
+// missedBeforeSubscribing reports that an item was published on one of
+// the channels before the subscription: its last published id is not the
+// origin's prev-id, and nothing delivered since could explain the
+// difference (a queued item's own prev-id is checked when it is taken).
+func (s *session) missedBeforeSubscribing() bool {
+	return len(s.sub.Ready()) == 0 && s.staleChannel()
+}
 
 // staleChannel reports a channel whose last published id is not the
 // prev-id the origin gave: something was published the client lacks.
@@ -200,11 +322,7 @@ func (s *session) retry(why string) error {
 		c.Write(zap.String("reason", why), zap.String("uri", s.r.RequestURI))
 	}
 	h := s.r.Header.Clone()
-	for _, c := range s.inst.Channels {
-		if c.PrevID != "" {
-			h.Add("Grip-Last", c.Name+"; last-id="+c.PrevID)
-		}
-	}
+	addGripLast(h, s.inst.Channels)
 	res, err := newOriginRequest(s.r, s.next, s.g.MaxInstructSize).do(s.r.Context(), s.r.Method, h, nil)
 	if err != nil {
 		return s.fail(err)
@@ -228,143 +346,52 @@ func (s *session) withoutPrevIDs() *Instruct {
 	return &inst
 }
 
-// holdStream appends each published http-stream item to the response,
-// with keep-alives between, until the stream ends. The headers and initial
-// body have been written. HTTP/1.1 streams continue on a hijacked
-// connection (hijack.go); others stay on the handler goroutine.
-func (s *session) holdStream() error {
-	rc := http.NewResponseController(s.w)
-	if err := rc.Flush(); err != nil {
-		s.done()
-		return nil
-	}
-	if s.hijackStream(rc) {
-		return nil
-	}
-	defer s.done()
-	s.streamLoop(&responseSink{w: s.w, rc: rc, timeout: time.Duration(s.g.WriteTimeout), ctx: s.r.Context()})
-	return nil
-}
+// errPatchFailed marks a body-patch that does not apply to the held body.
+var errPatchFailed = errors.New("body-patch does not apply to the held body")
 
-// streamSink is where a stream hold's bytes go: the response writer, or a
-// hijacked connection.
-type streamSink interface {
-	add(p []byte)          // queue content for the next flush
-	flush() error          // send what is queued, under the write deadline
-	finish()               // end the body cleanly
-	abort()                // cut the connection, so the client cannot take it for complete
-	gone() <-chan struct{} // closed when the client has left
-}
-
-// remote is the client's address, for log lines.
-func (s *session) remote() string {
-	if s.r != nil {
-		return s.r.RemoteAddr
-	}
-	return s.remoteAddr
-}
-
-// streamLoop delivers published items and keep-alives to out, coalescing
-// whatever queued up into one flush, until the stream ends.
-func (s *session) streamLoop(out streamSink) {
-	ka := newKeepAliveTimer(s.inst.KeepAlive)
-	defer ka.stop()
-	var batch []hub.Delivery
-	for {
-		select {
-		case <-s.sub.Ready():
-			batch = s.sub.Take(batch[:0])
-			closing := false
-			for _, d := range batch {
-				f := d.Item.HTTPStream
-				if f.Action == hub.ActionClose {
-					closing = true
-					break
-				}
-				if f.Action == hub.ActionSend {
-					out.add(f.Content)
-				}
-			}
-			if !s.flushStream(out) {
-				return
-			}
-			if closing {
-				out.finish()
-				return
-			}
-			ka.sent()
-		case <-ka.c():
-			out.add(s.inst.KeepAlive.Data)
-			if !s.flushStream(out) {
-				return
-			}
-			ka.fired()
-		case <-s.sub.Closed():
-			if s.sub.Reason() == hub.ReasonSlow {
-				out.abort() // the DisconnectSlow policy
-				return
-			}
-			out.finish() // drained for exit
-			return
-		case <-out.gone():
-			return
+// publishedBody is the body a published http-response gives this client:
+// its body, or its body-patch applied to the held body, then the channel's
+// content filters. A patch that does not apply means the client holds
+// something the publisher did not expect: the caller re-requests the
+// origin rather than answer with an empty body as Pushpin does.
+func (s *session) publishedBody(d hub.Delivery) ([]byte, error) {
+	f := d.Item.HTTPResponse
+	body := f.Body
+	if f.BodyPatch != nil {
+		patched, err := hub.ApplyJSONPatch(s.inst.Body, f.BodyPatch)
+		if err != nil {
+			s.g.logger.Debug("body-patch failed", zap.String("channel", d.Channel), zap.Error(err))
+			return nil, fmt.Errorf("%w: %v", errPatchFailed, err)
 		}
+		body = patched
 	}
+	out, ok, err := s.sub.RenderContent(d.Channel, f.ContentFilters, body, s.prevID)
+	if !ok {
+		s.filtered(d.Channel, err)
+		return nil, err
+	}
+	return out, nil
 }
 
-// flushStream sends what is queued. A client that cannot take it is a slow
-// consumer and is cut off; one that left is no news.
-func (s *session) flushStream(out streamSink) bool {
-	err := out.flush()
-	if err == nil {
-		return true
+// prevID is the channel's last id as this hold knows it, for build-id.
+func (s *session) prevID(channel string) string {
+	if c := s.channelSpec(channel); c != nil {
+		return c.PrevID
 	}
-	select {
-	case <-out.gone():
-		return false
-	default:
-	}
-	s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("writing to %s: %w", s.remote(), err))
-	out.abort()
-	return false
+	return ""
 }
 
-// responseSink writes a stream through the handler's ResponseWriter.
-type responseSink struct {
-	w       http.ResponseWriter
-	rc      *http.ResponseController
-	timeout time.Duration
-	ctx     context.Context
-	err     error
-}
-
-func (o *responseSink) add(p []byte) {
-	if o.err != nil || len(p) == 0 {
-		return
+// filtered logs an item that content filters kept from this client.
+func (s *session) filtered(channel string, err error) {
+	if c := s.g.logger.Check(zap.DebugLevel, "item not delivered: content filter"); c != nil {
+		c.Write(zap.String("channel", channel), zap.Error(err))
 	}
-	_ = o.rc.SetWriteDeadline(time.Now().Add(o.timeout))
-	_, o.err = o.w.Write(p)
 }
-
-func (o *responseSink) flush() error {
-	if o.err != nil {
-		return o.err
-	}
-	_ = o.rc.SetWriteDeadline(time.Now().Add(o.timeout))
-	return o.rc.Flush()
-}
-
-// finish lets the handler return; net/http ends the body.
-func (o *responseSink) finish() {}
-
-// abort makes net/http close the connection without ending the body.
-func (o *responseSink) abort() { panic(http.ErrAbortHandler) }
-
-func (o *responseSink) gone() <-chan struct{} { return o.ctx.Done() }
 
 // respondPublished answers a response hold with a published http-response:
-// its headers merged over the held response's, its own status and body.
-func (s *session) respondPublished(f *hub.HTTPResponse) {
+// its headers merged over the held response's (already narrowed by
+// Grip-Expose-Headers), its own status, and body.
+func (s *session) respondPublished(f *hub.HTTPResponse, body []byte) {
 	h := s.inst.Header.Clone()
 	for i, hd := range f.Headers {
 		name := http.CanonicalHeaderKey(hd.Name)
@@ -380,7 +407,7 @@ func (s *session) respondPublished(f *hub.HTTPResponse) {
 	if code == 0 {
 		code = http.StatusOK
 	}
-	s.respond(code, h, f.Body)
+	s.respond(code, h, body)
 }
 
 // firstOccurrence reports whether headers[i] is the first with its name.
@@ -442,56 +469,4 @@ func (s *session) requestURL() *url.URL {
 		u.Scheme = "https"
 	}
 	return &u
-}
-
-// keepAliveTimer sends a stream's keep-alive data after a jittered timeout,
-// restarted by published sends in idle mode and free-running in interval
-// mode, as in Pushpin.
-type keepAliveTimer struct {
-	ka *KeepAlive
-	t  *time.Timer
-}
-
-func newKeepAliveTimer(ka *KeepAlive) *keepAliveTimer {
-	k := &keepAliveTimer{ka: ka}
-	if ka != nil {
-		k.t = time.NewTimer(k.next())
-	}
-	return k
-}
-
-// next is the timeout less up to a second of jitter, so that many streams
-// set up together do not all wake together.
-func (k *keepAliveTimer) next() time.Duration {
-	d := k.ka.Timeout - time.Duration(rand.Int64N(int64(time.Second)))
-	if d < 100*time.Millisecond {
-		d = 100 * time.Millisecond
-	}
-	return d
-}
-
-// c is the channel to select on; nil (never ready) without keep-alives.
-func (k *keepAliveTimer) c() <-chan time.Time {
-	if k.t == nil {
-		return nil
-	}
-	return k.t.C
-}
-
-// sent restarts the timer after published content, in idle mode.
-func (k *keepAliveTimer) sent() {
-	if k.t != nil && k.ka.Mode == KeepAliveIdle {
-		k.t.Reset(k.next())
-	}
-}
-
-// fired re-arms the timer after a keep-alive went out.
-func (k *keepAliveTimer) fired() {
-	k.t.Reset(k.next())
-}
-
-func (k *keepAliveTimer) stop() {
-	if k.t != nil {
-		k.t.Stop()
-	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"strconv"
 
 	"github.com/caddyserver/caddy/v2"
@@ -63,7 +64,22 @@ func newOriginRequest(r *http.Request, next caddyhttp.Handler, limit int) *origi
 // any goroutine: an abort panic in the handler chain becomes an error
 // instead of taking the process down.
 func (o *originRequest) do(ctx context.Context, method string, header http.Header, body []byte) (res *capture, err error) {
+	return o.doURL(ctx, method, nil, header, body)
+}
+
+// doURL is do for another URL of the same site (a Grip-Link target); nil
+// keeps the client's. The request still goes through this route, whatever
+// host the link names: the route decides where it goes, and the Host header
+// says which site it is for.
+func (o *originRequest) doURL(ctx context.Context, method string, u *url.URL, header http.Header, body []byte) (res *capture, err error) {
 	r := o.orig.Clone(ctx)
+	if u != nil {
+		r.URL = &url.URL{Path: u.Path, RawPath: u.RawPath, RawQuery: u.RawQuery}
+		r.RequestURI = r.URL.RequestURI()
+		if u.Host != "" {
+			r.Host = u.Host
+		}
+	}
 	r.Method = method
 	r.Header = header
 	r.Body = io.NopCloser(bytes.NewReader(body))

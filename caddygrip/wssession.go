@@ -194,7 +194,14 @@ func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
 			for _, d := range batch {
 				switch f := d.Item.WSMessage; f.Action {
 				case hub.ActionSend:
-					s.write(messageType(f.Type), f.Content)
+					content, ok, err := s.sub.RenderContent(d.Channel, f.ContentFilters, f.Content, nil)
+					if !ok {
+						if c := s.g.logger.Check(zap.DebugLevel, "message not delivered: content filter"); c != nil {
+							c.Write(zap.String("channel", d.Channel), zap.Error(err))
+						}
+						continue
+					}
+					s.write(messageType(f.Type), content)
 				case hub.ActionClose:
 					// The origin hears of it as a CLOSE without status, as
 					// from Pushpin; the client's answer ends the session.

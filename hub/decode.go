@@ -477,7 +477,16 @@ func (r *decReader) bodyPatch(s decSpan, pn string) (json.RawMessage, error) {
 		}
 		return nil
 	})
-	return bytes.Clone(r.b[s.off:s.end]), err
+	if err != nil {
+		return nil, err
+	}
+	patch := bytes.Clone(r.b[s.off:s.end])
+	// Pushpin accepts a patch that can never apply (an unknown op, a
+	// missing path); refusing it here tells the publisher at once.
+	if err := ValidateJSONPatch(patch); err != nil {
+		return nil, decErr(err.Error())
+	}
+	return patch, nil
 }
 
 func (r *decReader) httpResponse(fm *decFormat) (*HTTPResponse, error) {

@@ -137,6 +137,9 @@ func TestDecodePublishRejectsItemWithPushpinDetail(t *testing.T) {
 		{"hr body-patch element string", `{"channel":"c","formats":{"http-response":{"body-patch":["add"]}}}`, "body-patch contains element with wrong type"},
 		{"hr body-patch without op", `{"channel":"c","formats":{"http-response":{"body-patch":[{"path":"/a"}]}}}`, "body-patch contains element without 'op'"},
 		{"hr body-patch op number", `{"channel":"c","formats":{"http-response":{"body-patch":[{"op":1}]}}}`, "body-patch contains element without 'op'"},
+		// Beyond Pushpin, which accepts patches that can never apply:
+		{"hr body-patch unknown op", `{"channel":"c","formats":{"http-response":{"body-patch":[{"op":"merge","path":"/a"}]}}}`, `body-patch op 0: unknown op "merge"`},
+		{"hr body-patch add without value", `{"channel":"c","formats":{"http-response":{"body-patch":[{"op":"add","path":"/a"}]}}}`, "body-patch op 0 (add): missing 'value'"},
 
 		// http-stream
 		{"hs not object", `{"channel":"c","formats":{"http-stream":[]}}`, hs + "is not an object"},

@@ -180,13 +180,15 @@ func (h *Hub) hash(name string) uint64 { return maphash.String(h.seed, name) }
 
 // Subscribe adds s to channel. On a closed or drained hub it ends s at once
 // with ReasonHubClosed or ReasonDrain; an ended subscriber or one of an unknown kind is ignored.
-func (h *Hub) Subscribe(s *Subscriber, channel string) {
+// first reports that s is the channel's first subscriber on this node, so
+// that the holder may schedule an Update for publishes that raced it.
+func (h *Hub) Subscribe(s *Subscriber, channel string) (first bool) {
 	if s == nil || !s.kind.valid() {
-		return
+		return false
 	}
 	if r := h.endReason(); r != ReasonNone {
 		s.end(r)
-		return
+		return false
 	}
 	hash := h.hash(channel)
 	for {
@@ -196,7 +198,9 @@ func (h *Hub) Subscribe(s *Subscriber, channel string) {
 			c.mu.Unlock()
 			continue
 		}
-		removed := !c.addLocked(s) && c.removeIfEmptyLocked()
+		added := c.addLocked(s)
+		removed := !added && c.removeIfEmptyLocked()
+		first = added && created
 		c.mu.Unlock()
 		if created || removed || !c.followed.Load() {
 			h.syncFollow(hash, channel)
@@ -208,7 +212,38 @@ func (h *Hub) Subscribe(s *Subscriber, channel string) {
 	if r := h.endReason(); r != ReasonNone {
 		s.end(r)
 		h.UnsubscribeAll(s)
+		return false
 	}
+	return first
+}
+
+// updateItem is the hint Update delivers: it asks response holds to
+// re-request the origin and stream holds to fetch their next link.
+var updateItem = Item{
+	HTTPResponse: &HTTPResponse{Action: ActionHint},
+	HTTPStream:   &HTTPStream{Action: ActionHint},
+}
+
+// Update hints every HTTP subscriber of channel on this node, as a publish
+// of a hint would, but locally and without touching ids or the sequencer.
+// Holders call it shortly after a channel's first subscription, so that an
+// item published between the origin's answer and the subscription is
+// recovered from the origin (Pushpin's update_on_first_subscription).
+func (h *Hub) Update(channel string) {
+	hash := h.hash(channel)
+	c := h.lookup(hash, channel)
+	if c == nil {
+		return
+	}
+	it := updateItem
+	it.Channel = channel
+	b := batch{h: h, cfg: h.config(), now: time.Now()}
+	c.mu.Lock()
+	if !c.dead {
+		c.fanoutLocked(&b, &it)
+	}
+	c.mu.Unlock()
+	b.finish()
 }
 
 // endReason is why a new subscriber must end at once: the hub is closed,

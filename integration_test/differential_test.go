@@ -5,6 +5,7 @@ import (
 	"io"
 	"maps"
 	"net/http"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strings"
@@ -18,23 +19,39 @@ import (
 // Pushpin is the reference: a difference is a caddy-grip bug unless a
 // comment at the assertion says why it is deliberate.
 
-// proxyUnderTest is one of the two proxies a scenario drives.
+// proxyUnderTest is one of the two proxies a scenario drives, as one
+// attempt of the scenario sees it.
 type proxyUnderTest struct {
 	name       string
 	clientURL  string
 	publishURL string
+	// run is unique to this test run and attempt: caddy-grip's hub and id
+	// cache outlive a test within the process, and Pushpin remembers ids
+	// (60 s) and each channel's last id, so a retried attempt must not meet
+	// the channels of the one before.
+	run string
 }
 
-// diffEnv is what every scenario gets: both proxies, and a suffix that makes
-// channel names and ids unique to this run (caddy-grip's hub, and its id
-// cache, outlive a test within the process).
+// channel names a channel for this attempt of a scenario.
+func (p proxyUnderTest) channel(name string) string { return name + "-" + p.run }
+
+// diffEnv is what every scenario gets: both proxies, the Pushpin behind the
+// first, and a suffix unique to this test run, which onBoth extends per
+// attempt into each proxyUnderTest's run.
 type diffEnv struct {
 	proxies [2]proxyUnderTest // Pushpin first
+	oracle  *pushpin
 	run     string
 }
 
-// channel names a channel for one scenario of this run.
-func (e diffEnv) channel(name string) string { return name + "-" + e.run }
+// newDiffEnv pairs a private Pushpin with caddy-grip for one test.
+func newDiffEnv(pp *pushpin, caddy proxyUnderTest) diffEnv {
+	return diffEnv{
+		proxies: [2]proxyUnderTest{{name: "pushpin", clientURL: pp.clientURL, publishURL: pp.publishURL}, caddy},
+		oracle:  pp,
+		run:     fmt.Sprint(time.Now().UnixNano()),
+	}
+}
 
 // originReady is the origin's answer on /ready, which tells startPushpin
 // that requests get through.
@@ -126,10 +143,8 @@ func TestDifferentialAgainstPushpin(t *testing.T) {
 	requirePushpin(t)
 	origin := startOrigin(t, diffOrigin)
 	pp := startPushpin(t, origin.URL)
-	env := diffEnv{
-		proxies: [2]proxyUnderTest{{"pushpin", pp.clientURL, pp.publishURL}, diffCaddy(t, origin.URL)},
-		run:     fmt.Sprint(time.Now().UnixNano()),
-	}
+	env := newDiffEnv(pp, diffCaddy(t, origin.URL))
+	warmUp(t, env, "a stream hold", streamRoundTrip)
 	scenarios := []struct {
 		name string
 		run  func(*testing.T, diffEnv)
@@ -180,50 +195,250 @@ http://127.0.0.1:%d {
 	}
 }
 
+// maxPushpinAttempts bounds how often onBoth runs Pushpin's side of a
+// scenario when only that side fails: Pushpin, the oracle, now and then
+// drops a stream hold on a loaded machine, and that must neither fail the
+// test nor hide a failure of caddy-grip's.
+const maxPushpinAttempts = 3
+
 // onBoth runs f against both proxies at the same time and returns what each
-// saw, Pushpin's first. It stops the test if either run failed.
+// saw, Pushpin's first. When only Pushpin's side failed it runs that side
+// again, on fresh channels, up to maxPushpinAttempts in all. It stops the
+// test, reporting what each side recorded, if caddy-grip's side failed or
+// Pushpin's failed on every attempt.
 func onBoth[T any](t *testing.T, env diffEnv, f func(testing.TB, proxyUnderTest) T) (pushpin, caddy T) {
 	t.Helper()
-	var out [2]T
-	var done [2]bool
+	var pp, cg attempt[T]
 	var wg sync.WaitGroup
-	for i, p := range env.proxies {
-		wg.Go(func() {
-			out[i] = f(goTB{t, p.name + ": "}, p)
-			done[i] = true
-		})
-	}
+	wg.Go(func() { pp = runAttempt(t, env.proxies[0], env.run, 1, f) })
+	wg.Go(func() { cg = runAttempt(t, env.proxies[1], env.run, 1, f) })
 	wg.Wait()
-	if !done[0] || !done[1] {
+	for n := 2; pp.failed() && !cg.failed() && n <= maxPushpinAttempts; n++ {
+		t.Logf("%s: attempt %d of %d failed at %s, retrying on fresh channels:\n%s",
+			pp.name, n-1, maxPushpinAttempts, pp.end.Format("15:04:05.000"), strings.Join(pp.errs, "\n"))
+		if env.oracle != nil {
+			env.oracle.flaked()
+		}
+		pp = runAttempt(t, env.proxies[0], env.run, n, f)
+	}
+	if pp.failed() || cg.failed() {
+		pp.report(t)
+		cg.report(t)
 		t.FailNow()
 	}
-	return out[0], out[1]
+	for _, a := range []attempt[T]{pp, cg} {
+		if v := fmt.Sprintf("%+v", a.out); strings.Contains(v, a.run) {
+			// The two sides' channel names differ after a retry.
+			t.Errorf("%s's view names this attempt's channels (%s); normalise it:\n%s", a.name, a.run, v)
+		}
+	}
+	return pp.out, cg.out
 }
 
-// goTB lets code that fails with Fatal (the harness helpers) run on a
-// goroutine of the test's: testing allows FailNow only on the test's own
-// goroutine, so a fatal failure is reported through the test and ends just
-// this goroutine. Messages carry prefix, the proxy's name.
-type goTB struct {
-	testing.TB
-	prefix string
+// warmUp makes roundTrip through the environment's Pushpin succeed once
+// before the scenarios run, trying again (on fresh channels) for up to 60 s
+// and logging each failure: the first stream holds of a Pushpin just
+// started on a loaded machine are the ones that fail.
+func warmUp(t *testing.T, env diffEnv, what string, roundTrip func(testing.TB, proxyUnderTest)) {
+	t.Helper()
+	start := time.Now()
+	for n := 1; ; n++ {
+		a := runAttempt(t, env.proxies[0], env.run+"-warm-up", n, func(t testing.TB, p proxyUnderTest) struct{} {
+			roundTrip(t, p)
+			return struct{}{}
+		})
+		if !a.failed() {
+			t.Logf("%s: %s made its round trip on attempt %d, after %v", a.name, what, n, time.Since(start).Round(time.Millisecond))
+			return
+		}
+		t.Logf("%s: warm-up attempt %d (%s) failed at %s:\n%s", a.name, n, what, a.end.Format("15:04:05.000"), strings.Join(a.errs, "\n"))
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("%s: %s never made a round trip in 60 s", a.name, what)
+		}
+	}
 }
 
-func (g goTB) Error(args ...any) { g.TB.Helper(); g.TB.Error(g.prefix + fmt.Sprint(args...)) }
-func (g goTB) Errorf(format string, args ...any) {
-	g.TB.Helper()
-	g.TB.Errorf(g.prefix+format, args...)
+// streamRoundTrip opens a stream hold on a channel of its own, publishes
+// until a message arrives, then closes it with a publish.
+func streamRoundTrip(t testing.TB, p proxyUnderTest) {
+	ch := p.channel("warm-up")
+	s := openStream(t, p.clientURL+"/stream?ch="+ch, nil)
+	s.next(t)
+	syncStream(t, p, s, ch)
+	publishTo(t, p, closeItem(ch))
+	s.ended(t)
 }
-func (g goTB) Fatal(args ...any) { g.TB.Helper(); g.Error(args...); runtime.Goexit() }
-func (g goTB) Fatalf(format string, args ...any) {
-	g.TB.Helper()
-	g.Errorf(format, args...)
+
+// attempt is how one run of one side of a scenario went.
+type attempt[T any] struct {
+	name string // the proxy's
+	n    int    // 1 for the first attempt
+	run  string // the attempt's proxyUnderTest.run
+	out  T      // what f returned, if it returned
+	errs []string
+	end  time.Time
+}
+
+// failed reports whether the attempt recorded a failure.
+func (a attempt[T]) failed() bool { return len(a.errs) > 0 }
+
+// report fails t with every failure the attempt recorded.
+func (a attempt[T]) report(t *testing.T) {
+	t.Helper()
+	who := a.name
+	if a.n > 1 {
+		who = fmt.Sprintf("%s (attempt %d of %d)", a.name, a.n, maxPushpinAttempts)
+	}
+	for _, e := range a.errs {
+		t.Errorf("%s: %s", who, e)
+	}
+}
+
+// runAttempt runs f against p, as attempt n of the test run run, on a
+// goroutine of its own with a recordingTB, and returns how it went once the
+// attempt's cleanups have run.
+func runAttempt[T any](t *testing.T, p proxyUnderTest, run string, n int, f func(testing.TB, proxyUnderTest) T) attempt[T] {
+	p.run = fmt.Sprintf("%s-%d", run, n)
+	prefix := p.name + ": "
+	if n > 1 {
+		prefix = fmt.Sprintf("%s (attempt %d): ", p.name, n)
+	}
+	rec := &recordingTB{TB: t, prefix: prefix}
+	a := attempt[T]{name: p.name, n: n, run: p.run}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		defer rec.runCleanups()
+		returned := false
+		defer func() {
+			if !returned && !rec.Failed() {
+				rec.record("ended without a failure reported (runtime.Goexit)")
+			}
+		}()
+		a.out = f(rec, p)
+		returned = true
+	}()
+	<-done
+	a.errs = rec.failures()
+	a.end = time.Now()
+	return a
+}
+
+// recordingTB is the testing.TB one side of a differential scenario runs
+// with, on a goroutine of its own. It records failures instead of
+// reporting them, so that onBoth can decide whether to retry the side;
+// Fatal ends just that goroutine (testing allows FailNow only on the
+// test's own). Logs pass through, prefixed with the side, and cleanups run
+// when the attempt ends, so that a retry starts with the last attempt's
+// connections closed.
+type recordingTB struct {
+	testing.TB // the scenario's test: Name, Context, TempDir and the like
+	prefix     string
+
+	mu       sync.Mutex
+	errs     []string
+	helpers  map[string]bool // functions that called Helper
+	cleanups []func()
+}
+
+func (r *recordingTB) Error(args ...any) { r.record(fmt.Sprintln(args...)) }
+func (r *recordingTB) Errorf(format string, args ...any) {
+	r.record(fmt.Sprintf(format, args...))
+}
+func (r *recordingTB) Fatal(args ...any) { r.record(fmt.Sprintln(args...)); runtime.Goexit() }
+func (r *recordingTB) Fatalf(format string, args ...any) {
+	r.record(fmt.Sprintf(format, args...))
 	runtime.Goexit()
 }
-func (g goTB) FailNow() { g.TB.Fail(); runtime.Goexit() }
-func (g goTB) Logf(format string, args ...any) {
-	g.TB.Helper()
-	g.TB.Logf(g.prefix+format, args...)
+func (r *recordingTB) Fail()    { r.record("failed") }
+func (r *recordingTB) FailNow() { r.record("failed"); runtime.Goexit() }
+func (r *recordingTB) Failed() bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.errs) > 0
+}
+
+// Skip and its kin end the attempt as a failure: a side cannot skip the
+// scenario on its own.
+func (r *recordingTB) Skip(args ...any) {
+	r.record("skipped: " + fmt.Sprintln(args...))
+	runtime.Goexit()
+}
+func (r *recordingTB) Skipf(format string, args ...any) {
+	r.record("skipped: " + fmt.Sprintf(format, args...))
+	runtime.Goexit()
+}
+func (r *recordingTB) SkipNow() { r.record("skipped"); runtime.Goexit() }
+
+func (r *recordingTB) Log(args ...any) {
+	r.TB.Helper()
+	r.TB.Log(r.prefix + strings.TrimSuffix(fmt.Sprintln(args...), "\n"))
+}
+func (r *recordingTB) Logf(format string, args ...any) {
+	r.TB.Helper()
+	r.TB.Logf(r.prefix+format, args...)
+}
+
+// Helper marks its caller as a helper, so that a recorded failure names
+// the line of the first caller that is not one, as testing does.
+func (r *recordingTB) Helper() {
+	pc, _, _, ok := runtime.Caller(1)
+	if !ok {
+		return
+	}
+	name := runtime.FuncForPC(pc).Name()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.helpers == nil {
+		r.helpers = map[string]bool{}
+	}
+	r.helpers[name] = true
+}
+
+// Cleanup registers f to run when the attempt ends.
+func (r *recordingTB) Cleanup(f func()) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.cleanups = append(r.cleanups, f)
+}
+
+// runCleanups runs the registered cleanups, the last registered first.
+func (r *recordingTB) runCleanups() {
+	r.mu.Lock()
+	fs := r.cleanups
+	r.cleanups = nil
+	r.mu.Unlock()
+	for _, f := range slices.Backward(fs) {
+		f()
+	}
+}
+
+// record notes a failure with the file and line of the first caller that
+// is neither recordingTB nor a helper.
+func (r *recordingTB) record(msg string) {
+	pcs := make([]uintptr, 64)
+	frames := runtime.CallersFrames(pcs[:runtime.Callers(2, pcs)])
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	loc := "?"
+	for {
+		fr, more := frames.Next()
+		if !strings.Contains(fr.Function, ".(*recordingTB).") && !r.helpers[fr.Function] {
+			loc = fmt.Sprintf("%s:%d", filepath.Base(fr.File), fr.Line)
+			break
+		}
+		if !more {
+			break
+		}
+	}
+	r.errs = append(r.errs, loc+": "+strings.TrimSuffix(msg, "\n"))
+}
+
+// failures returns what was recorded.
+func (r *recordingTB) failures() []string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.errs)
 }
 
 // sameView fails the test unless both proxies' normalised views are equal.
@@ -415,10 +630,10 @@ func diffPassthrough(t *testing.T, env diffEnv) {
 }
 
 func diffLongPollAnswered(t *testing.T, env diffEnv) {
-	ch := env.channel("lp")
-	item := fmt.Sprintf(`{"items":[{"channel":%q,"formats":{"http-response":{"code":201,`+
-		`"headers":{"X-Pub":"1","Content-Type":"application/json","Grip-Foo":"x"},"body":"{\"n\":1}\n"}}}]}`, ch)
 	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+		ch := p.channel("lp")
+		item := fmt.Sprintf(`{"items":[{"channel":%q,"formats":{"http-response":{"code":201,`+
+			`"headers":{"X-Pub":"1","Content-Type":"application/json","Grip-Foo":"x"},"body":"{\"n\":1}\n"}}}]}`, ch)
 		o := answeredBy(t, p, p.clientURL+"/longpoll?ch="+ch, item)
 		noGripHeaders(t, o.header)
 		return o
@@ -427,8 +642,8 @@ func diffLongPollAnswered(t *testing.T, env diffEnv) {
 }
 
 func diffLongPollTimeout(t *testing.T, env diffEnv) {
-	ch := env.channel("lp-timeout")
 	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+		ch := p.channel("lp-timeout")
 		o := getView(t, p.clientURL+"/timeout?ch="+ch)
 		noGripHeaders(t, o.header)
 		return o
@@ -437,8 +652,8 @@ func diffLongPollTimeout(t *testing.T, env diffEnv) {
 }
 
 func diffGripStatusOnTimeout(t *testing.T, env diffEnv) {
-	ch := env.channel("status-timeout")
 	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+		ch := p.channel("status-timeout")
 		o := getView(t, p.clientURL+"/status?ch="+ch)
 		noGripHeaders(t, o.header)
 		return o
@@ -452,9 +667,9 @@ func diffGripStatusOnTimeout(t *testing.T, env diffEnv) {
 }
 
 func diffGripStatusThenPublish(t *testing.T, env diffEnv) {
-	ch := env.channel("status-published")
-	item := responseItem(ch, "published\n") // no code: the default applies
 	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) clientView {
+		ch := p.channel("status-published")
+		item := responseItem(ch, "published\n") // no code: the default applies
 		return answeredBy(t, p, p.clientURL+"/status?ch="+ch, item)
 	})
 	sameView(t, "hold with Grip-Status answered by a publish", pp.view(), cg.view())
@@ -470,8 +685,8 @@ func diffGripStatusWithoutHold(t *testing.T, env diffEnv) {
 }
 
 func diffHTTPStream(t *testing.T, env diffEnv) {
-	ch := env.channel("stream")
 	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) string {
+		ch := p.channel("stream")
 		s := openStream(t, p.clientURL+"/stream?ch="+ch, nil)
 		lines := []string{s.next(t)}
 		syncStream(t, p, s, ch)
@@ -489,8 +704,8 @@ func diffHTTPStream(t *testing.T, env diffEnv) {
 }
 
 func diffSSE(t *testing.T, env diffEnv) {
-	ch := env.channel("sse")
 	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) string {
+		ch := p.channel("sse")
 		s := openStream(t, p.clientURL+"/sse?ch="+ch, nil)
 		lines := []string{s.next(t), s.next(t)}
 		syncStream(t, p, s, ch)
@@ -507,13 +722,14 @@ func diffSSE(t *testing.T, env diffEnv) {
 }
 
 func diffDedup(t *testing.T, env diffEnv) {
-	ch := env.channel("dedup")
 	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) string {
+		ch := p.channel("dedup")
+		id := p.channel("d")
 		s := openStream(t, p.clientURL+"/stream?ch="+ch, nil)
 		lines := []string{s.next(t)}
 		syncStream(t, p, s, ch)
-		publishTo(t, p, seqItem(ch, "d-"+env.run, "", "once\n"))
-		publishTo(t, p, seqItem(ch, "d-"+env.run, "", "twice\n"))
+		publishTo(t, p, seqItem(ch, id, "", "once\n"))
+		publishTo(t, p, seqItem(ch, id, "", "twice\n"))
 		publishTo(t, p, streamItem(ch, "after\n"))
 		publishTo(t, p, closeItem(ch))
 		return streamView(s, append(lines, s.ended(t)...))
@@ -522,21 +738,22 @@ func diffDedup(t *testing.T, env diffEnv) {
 }
 
 func diffSequencing(t *testing.T, env diffEnv) {
-	ch := env.channel("seq")
 	pp, cg := onBoth(t, env, func(t testing.TB, p proxyUnderTest) string {
+		ch := p.channel("seq")
+		id := func(n string) string { return p.channel("seq" + n) }
 		s := openStream(t, p.clientURL+"/stream?ch="+ch, nil)
 		lines := []string{s.next(t)}
 		syncStream(t, p, s, ch)
 		// Last id 0, then 2 (after 1) arrives before 1 (after 0).
-		publishTo(t, p, seqItem(ch, "0", "", "0\n"))
-		publishTo(t, p, seqItem(ch, "2", "1", "2\n"))
-		publishTo(t, p, seqItem(ch, "1", "0", "1\n"))
+		publishTo(t, p, seqItem(ch, id("0"), "", "0\n"))
+		publishTo(t, p, seqItem(ch, id("2"), id("1"), "2\n"))
+		publishTo(t, p, seqItem(ch, id("1"), id("0"), "1\n"))
 		for range 3 {
 			lines = append(lines, s.next(t))
 		}
 		// 4 follows 3, which never comes: it is held, then released.
 		start := time.Now()
-		publishTo(t, p, seqItem(ch, "4", "3", "4\n"))
+		publishTo(t, p, seqItem(ch, id("4"), id("3"), "4\n"))
 		lines = append(lines, s.next(t))
 		t.Logf("released the item whose predecessor never came after %v", time.Since(start).Round(100*time.Millisecond))
 		publishTo(t, p, closeItem(ch))

@@ -26,13 +26,8 @@ func TestDifferentialWebSocketAgainstPushpin(t *testing.T) {
 	requirePushpin(t)
 	o := newWSOrigin(t, diffWSScript)
 	pp := startPushpinRoute(t, o.URL, "over_http")
-	d := wsDiff{
-		env: diffEnv{
-			proxies: [2]proxyUnderTest{{"pushpin", pp.clientURL, pp.publishURL}, diffCaddy(t, o.URL)},
-			run:     fmt.Sprint(time.Now().UnixNano()),
-		},
-		origin: o,
-	}
+	d := wsDiff{env: newDiffEnv(pp, diffCaddy(t, o.URL)), origin: o}
+	warmUp(t, d.env, "a WebSocket subscription", wsRoundTrip)
 	scenarios := []struct {
 		name string
 		run  func(*testing.T, wsDiff)
@@ -55,8 +50,9 @@ func TestDifferentialWebSocketAgainstPushpin(t *testing.T) {
 }
 
 // wsDiff is what every WebSocket scenario gets: both proxies and the
-// origin they share. Each client's URI names its proxy (?via=), so that a
-// scenario finds its own requests among the other side's.
+// origin they share. Each client's URI names its proxy and attempt (see
+// viaURI), so that a scenario finds its own requests among the other
+// side's and among those of an attempt that failed.
 type wsDiff struct {
 	env    diffEnv
 	origin *wsOrigin
@@ -206,12 +202,25 @@ func refusal(resp *http.Response) string {
 	return fmt.Sprintf("%s %q", resp.Status, b)
 }
 
-// viaURI is path on behalf of proxy p, with extra query parameters.
+// viaURI is path on behalf of proxy p in this attempt, with extra query
+// parameters. No view shows it: the sides' runs differ after a retry.
 func viaURI(p proxyUnderTest, path, query string) string {
 	if query != "" {
 		query = "&" + query
 	}
-	return path + "?via=" + p.name + query
+	return path + "?via=" + p.name + "&run=" + p.run + query
+}
+
+// wsRoundTrip opens a WebSocket whose origin subscribes it to a channel of
+// its own, and publishes until a message arrives; the connection closes
+// when the attempt ends.
+func wsRoundTrip(t testing.TB, p proxyUnderTest) {
+	ch := p.channel("warm-up")
+	c := dialDiff(t, p, viaURI(p, "/sub", "ch="+ch), nil)
+	if got := c.next(t); got != `text "subscribed"` {
+		t.Fatalf("got %s, want the origin's greeting", got)
+	}
+	syncWS(t, p, c, ch+"-a")
 }
 
 // originWait is originAwait failing the test when nothing comes (it is
@@ -344,8 +353,8 @@ func syncUnsubscribed(t testing.TB, p proxyUnderTest, c *wsClient, gone, kept st
 }
 
 func diffWSSubscribe(t *testing.T, d wsDiff) {
-	ch := d.env.channel("ws-sub")
 	pp, cg := onBoth(t, d.env, func(t testing.TB, p proxyUnderTest) string {
+		ch := p.channel("ws-sub")
 		uri := viaURI(p, "/sub", "ch="+ch)
 		c := dialDiff(t, p, uri, nil)
 		got := []string{c.next(t)}
@@ -575,7 +584,7 @@ func diffWSHeaders(t *testing.T, d wsDiff) {
 		// Each proxy's HTTP client asks for its own encodings: zurl (curl) several, Go's transport gzip.
 		{"Accept-Encoding", strings.Contains(pp.open.Get("Accept-Encoding"), "gzip"), cg.open.Get("Accept-Encoding") == "gzip"},
 		// caddy-grip advertises only the features it implements (gripFeatures).
-		{"Grip-Feature", strings.HasPrefix(pp.open.Get("Grip-Feature"), "status, "), cg.open.Get("Grip-Feature") == "status, filter:skip-self, filter:skip-users, filter:require-sub"},
+		{"Grip-Feature", strings.HasPrefix(pp.open.Get("Grip-Feature"), "status, "), cg.open.Get("Grip-Feature") == "status, link:next, link:gone, filter:skip-self, filter:skip-users, filter:require-sub, filter:build-id, filter:var-subst"},
 	}
 	for _, ck := range checks {
 		if !ck.pushpin || !ck.caddy {

@@ -179,6 +179,23 @@ func responseItem(channel, body string) string {
 	return fmt.Sprintf(`{"items":[{"channel":%q,"formats":{"http-response":{"body":%q}}}]}`, channel, body)
 }
 
+// getBodyAsync GETs url on another goroutine, for requests the test answers
+// by publishing; the body (or the error) arrives on the channel.
+func getBodyAsync(url string) <-chan string {
+	done := make(chan string, 1)
+	go func() {
+		resp, err := http.Get(url)
+		if err != nil {
+			done <- err.Error()
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- string(b)
+	}()
+	return done
+}
+
 // eventually polls cond until it holds, failing the test if it never does
 // within a generous bound (a hang guard, not a performance assertion).
 func eventually(t testing.TB, what string, cond func() bool) {

@@ -414,18 +414,9 @@ func TestHintReissuesTheRequest(t *testing.T) {
 		w.Header().Set("Grip-Channel", "hinted")
 		io.WriteString(w, "timed out\n")
 	})
-	loadCaddyfile(t, gripSite(origin.URL, ""))
-	done := make(chan string, 1)
-	go func() {
-		resp, err := http.Get(caddyURL + "/lp")
-		if err != nil {
-			done <- err.Error()
-			return
-		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		done <- string(b)
-	}()
+	// Off, so that only the hint can cause a second request.
+	loadCaddyfile(t, gripSite(origin.URL, "update_on_first_subscription off"))
+	done := getBodyAsync(caddyURL + "/lp")
 	waitSubscribers(t, 1)
 	publish(t, `{"items":[{"channel":"hinted","formats":{"http-response":{"action":"hint"}}}]}`)
 	if got := <-done; got != "fresh from origin\n" {

@@ -13,6 +13,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -35,6 +36,7 @@ type pushpin struct {
 	out    *lockedBuffer
 	exited chan struct{}
 	kids   []childProc
+	flakes atomic.Int32 // attempts on it that failed and were retried
 }
 
 // childProc is a process the Pushpin runner started, remembered so that
@@ -72,6 +74,18 @@ func startPushpin(t *testing.T, origin string) *pushpin {
 // such as "over_http".
 func startPushpinRoute(t *testing.T, origin, targetOpts string) *pushpin {
 	t.Helper()
+	if targetOpts != "" {
+		targetOpts = "," + targetOpts
+	}
+	return startPushpinCond(t, origin, "", targetOpts)
+}
+
+// startPushpinCond is startPushpin with a routes line of its caller's
+// choosing: "*<condOpts> <origin host:port><targetOpts>", where each
+// non-empty option string starts with its comma (condOpts ",aco" turns on
+// auto cross-origin for the route; targetOpts ",over_http").
+func startPushpinCond(t *testing.T, origin, condOpts, targetOpts string) *pushpin {
+	t.Helper()
 	requirePushpin(t)
 
 	// A short directory: IPC socket paths are limited to 107 bytes.
@@ -96,11 +110,7 @@ func startPushpinRoute(t *testing.T, origin, targetOpts string) *pushpin {
 	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	route := "* " + strings.TrimPrefix(origin, "http://")
-	if targetOpts != "" {
-		route += "," + targetOpts
-	}
-	route += "\n"
+	route := "*" + condOpts + " " + strings.TrimPrefix(origin, "http://") + targetOpts + "\n"
 	if err := os.WriteFile(filepath.Join(dir, "routes"), []byte(route), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -284,11 +294,21 @@ func (p *pushpin) stop(t *testing.T) {
 			_ = syscall.Kill(k.pid, syscall.SIGKILL)
 		}
 	}
-	if t.Failed() {
+	if t.Failed() || p.flakes.Load() > 0 {
 		lines := strings.SplitAfter(p.out.String(), "\n")
-		t.Logf("pushpin output, last lines:\n%s", strings.Join(lines[max(0, len(lines)-40):], ""))
+		t.Logf("pushpin output, last %d lines (failed attempts retried: %d):\n%s",
+			outputTail, p.flakes.Load(), strings.Join(lines[max(0, len(lines)-outputTail):], ""))
 	}
 }
+
+// outputTail is how many of Pushpin's last output lines a failed test (or
+// one that retried Pushpin) logs: enough to see what each of its processes
+// said around the failure.
+const outputTail = 200
+
+// flaked notes that an attempt on this Pushpin failed and was retried, so
+// that its output is logged when it stops.
+func (p *pushpin) flaked() { p.flakes.Add(1) }
 
 // childrenOf lists the processes whose parent is pid, from /proc.
 func childrenOf(pid int) []childProc {
