@@ -466,3 +466,46 @@ http://127.0.0.1:%d {
 		t.Fatalf("after close: %q %v", rest, err)
 	}
 }
+
+// A pushed response starts from the held response's headers as
+// Grip-Expose-Headers narrowed them, adds the item's, and takes the item's
+// code rather than Grip-Status (Pushpin removes the exposed headers from a
+// pushed response instead: see README).
+func TestPushedResponseStartsFromExposedHeldHeaders(t *testing.T) {
+	ch := uniqueChannel(t, "expose")
+	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Grip-Hold", "response")
+		w.Header().Set("Grip-Channel", ch)
+		w.Header().Set("Grip-Status", "404")
+		w.Header().Set("Grip-Expose-Headers", "X-Shown")
+		w.Header().Set("X-Shown", "held")
+		w.Header().Set("X-Hidden", "held")
+		io.WriteString(w, "nothing yet\n")
+	})
+	loadCaddyfile(t, gripSite(origin.URL, "update_on_first_subscription off"))
+	type result struct {
+		status int
+		header http.Header
+		body   string
+	}
+	done := make(chan result, 1)
+	go func() {
+		resp, err := http.Get(caddyURL + "/lp")
+		if err != nil {
+			done <- result{body: err.Error()}
+			return
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		done <- result{resp.StatusCode, resp.Header, string(b)}
+	}()
+	waitSubscribers(t, 1)
+	publish(t, fmt.Sprintf(`{"items":[{"channel":%q,"formats":{"http-response":{"headers":{"X-Pub":"1"},"body":"pushed\n"}}}]}`, ch))
+	r := <-done
+	if r.status != 200 || r.body != "pushed\n" {
+		t.Fatalf("got %d %q, want the item's default 200 and body", r.status, r.body)
+	}
+	if r.header.Get("X-Shown") != "held" || r.header.Get("X-Hidden") != "" || r.header.Get("X-Pub") != "1" {
+		t.Fatalf("headers %v: want X-Shown kept, X-Hidden narrowed away, X-Pub added", r.header)
+	}
+}
