@@ -41,6 +41,10 @@ type session struct {
 	// links fetches next and gone links; nil when the hold has neither.
 	links   *linker
 	linkCtx context.Context // ends with the stream; for next-link fetches
+	// rendering is the delivery being rendered, and lastIDs the build-id
+	// lookup, made once (see render).
+	rendering hub.Delivery
+	lastIDs   func(channel string) string
 	// sent marks the channels that got content since the next link was
 	// last fetched.
 	sent map[string]bool
@@ -365,7 +369,7 @@ func (s *session) publishedBody(d hub.Delivery) ([]byte, error) {
 		}
 		body = patched
 	}
-	out, ok, err := s.sub.RenderContent(d.Channel, f.ContentFilters, body, s.prevID)
+	out, ok, err := s.render(d, f.ContentFilters, body)
 	if !ok {
 		s.filtered(d.Channel, err)
 		return nil, err
@@ -373,8 +377,23 @@ func (s *session) publishedBody(d hub.Delivery) ([]byte, error) {
 	return out, nil
 }
 
-// prevID is the channel's last id as this hold knows it, for build-id.
-func (s *session) prevID(channel string) string {
+// render applies the subscription's content filters to one delivery's
+// content. build-id sees each channel's last id with this item counted, as
+// Pushpin 1.36 renders it: an SSE "id: %I" then names the event itself.
+func (s *session) render(d hub.Delivery, itemFilters []string, content []byte) ([]byte, bool, error) {
+	s.rendering = d
+	defer func() { s.rendering = hub.Delivery{} }()
+	if s.lastIDs == nil {
+		s.lastIDs = s.lastIDFor
+	}
+	return s.sub.RenderContent(d.Channel, itemFilters, content, s.lastIDs)
+}
+
+// lastIDFor is a channel's last id for build-id, during render.
+func (s *session) lastIDFor(channel string) string {
+	if d := s.rendering; d.Item != nil && d.Channel == channel && d.Item.ID != "" {
+		return d.Item.ID
+	}
 	if c := s.channelSpec(channel); c != nil {
 		return c.PrevID
 	}

@@ -176,7 +176,7 @@ func (s *session) deliverStream(out streamSink, batch []hub.Delivery) (step stre
 				return stepFetch, sent
 			}
 		}
-		content, ok, err := s.sub.RenderContent(d.Channel, f.ContentFilters, f.Content, s.prevID)
+		content, ok, err := s.render(d, f.ContentFilters, f.Content)
 		if !ok {
 			s.filtered(d.Channel, err)
 			continue

@@ -55,8 +55,8 @@ func TestBuildIDFilterRendersInitialBodyAndItems(t *testing.T) {
 	}
 	waitSubscribers(t, 1)
 	publish(t, fmt.Sprintf(`{"items":[{"channel":%q,"id":"8","prev-id":"7","formats":{"http-stream":{"content":"after %%I\n"}}}]}`, ch))
-	if got := s.next(t); got != "after ids:7\n" {
-		t.Fatalf("got %q, want the id rendered from the channel's prev-id", got)
+	if got := s.next(t); got != "after ids:8\n" {
+		t.Fatalf("got %q, want the id rendered from the item's own id", got)
 	}
 }
 
