@@ -231,10 +231,7 @@ func (s *session) followNext(out streamSink) bool {
 		next := s.inst.Next.URL
 		res, err := s.links.fetchNext(s.linkCtx, next, s.inst.Channels, s.waitFn(out))
 		if err != nil {
-			if s.linkCtx.Err() == nil && !errors.Is(err, context.Canceled) {
-				s.g.logger.Error("next link failed; ending the stream", zap.String("link", next.String()), zap.Error(err))
-				out.finish()
-			}
+			s.endAfterFailedLink(out, next.String(), err)
 			return false
 		}
 		body := res.body.Bytes()
@@ -274,6 +271,29 @@ func (s *session) followNext(out streamSink) bool {
 			return true
 		}
 	}
+}
+
+// endAfterFailedLink ends a stream whose next link could not be fetched:
+// because the client left (the gone link is posted), because the hub ended
+// the subscriber meanwhile (as streamLoop would), or because the link kept
+// failing (logged; the body ends cleanly, as Pushpin ends it).
+func (s *session) endAfterFailedLink(out streamSink, link string, err error) {
+	select {
+	case <-out.gone():
+		s.clientLeft()
+		return
+	case <-s.sub.Closed():
+		if s.sub.Reason() == hub.ReasonSlow {
+			s.clientLeft()
+			out.abort()
+			return
+		}
+		out.finish()
+		return
+	default:
+	}
+	s.g.logger.Error("next link failed; ending the stream", zap.String("link", link), zap.Error(err))
+	out.finish()
 }
 
 // waitFn sleeps between next-link attempts, unless the stream ends first.

@@ -452,3 +452,46 @@ func TestUpdateOnFirstSubscriptionFetchesAStreamsNextLink(t *testing.T) {
 		t.Fatalf("got %q after %d fetches; want the item after one fetch", got, fetched.Load())
 	}
 }
+
+func TestGoneLinkIsPostedWhenTheClientLeavesDuringANextLinkFetch(t *testing.T) {
+	chA := uniqueChannel(t, "a")
+	gone := make(chan string, 1)
+	fetching := make(chan struct{})
+	release := make(chan struct{})
+	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case "/gone":
+			gone <- r.Method
+		case "/next":
+			close(fetching)
+			<-release
+			holdOn(w, chA, "too late\n")
+		default:
+			w.Header().Set("Grip-Hold", "stream")
+			w.Header().Set("Grip-Channel", chA)
+			w.Header().Set("Grip-Link", "</next>; rel=next, </gone>; rel=gone")
+			io.WriteString(w, "start\n")
+		}
+	})
+	defer close(release)
+	loadCaddyfile(t, gripSite(origin.URL, "update_on_first_subscription off"))
+	ctx, cancel := context.WithCancel(context.Background())
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, caddyURL+"/start", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	waitSubscribers(t, 1)
+	publish(t, hintItem(chA))
+	<-fetching
+	cancel()
+	select {
+	case m := <-gone:
+		if m != http.MethodPost {
+			t.Fatalf("gone link got %s", m)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("no gone POST after the client left during a next-link fetch")
+	}
+}
