@@ -43,6 +43,14 @@ func parsePublish(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		origins           <pattern>...
 //		max_message_size  <bytes>
 //		update_on_first_subscription on|off
+//		auto_cross_origin
+//		jsonp {
+//			mode             extended|basic
+//			callback         <param>
+//			body_param       <param>
+//			default_callback <name>
+//			default_method   <method>
+//		}
 //	}
 func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -98,6 +106,17 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			g.MaxMessageSize = n
+		case "auto_cross_origin":
+			if d.NextArg() {
+				return d.ArgErr()
+			}
+			g.AutoCrossOrigin = true
+		case "jsonp":
+			j, err := parseJSONPCaddyfile(d)
+			if err != nil {
+				return err
+			}
+			g.JSONP = j
 		case "update_on_first_subscription":
 			var v string
 			if !d.AllArgs(&v) {

@@ -60,6 +60,12 @@ func TestCaddyfileAdaptsEveryOptionAndOrdersDirectives(t *testing.T) {
 		websocket passthrough
 		origins https://a.example https://*.b.example
 		max_message_size 4096
+		update_on_first_subscription off
+		auto_cross_origin
+		jsonp {
+			mode basic
+			callback cb
+		}
 	}
 	grip_publish /grip/* {
 		hub h1
@@ -79,7 +85,7 @@ func TestCaddyfileAdaptsEveryOptionAndOrdersDirectives(t *testing.T) {
 	}
 	want := []string{
 		`{"handler":"grip_publish","hub":"h1","key":"k","max_body_size":700}`,
-		`{"handler":"grip","hub":"h1","max_instruct_size":5000,"max_message_size":4096,"origins":["https://a.example","https://*.b.example"],"sig_iss":"me","sig_key":"s3cret","upstream_key":"up","websocket":"passthrough","write_timeout":3000000000}`,
+		`{"auto_cross_origin":true,"handler":"grip","hub":"h1","jsonp":{"callback":"cb","mode":"basic"},"max_instruct_size":5000,"max_message_size":4096,"origins":["https://a.example","https://*.b.example"],"sig_iss":"me","sig_key":"s3cret","update_on_first_subscription":false,"upstream_key":"up","websocket":"passthrough","write_timeout":3000000000}`,
 	}
 	for i, w := range want {
 		got, _ := json.Marshal(hs[i])
@@ -99,6 +105,8 @@ func TestCaddyfileRejectsBadOptions(t *testing.T) {
 		{"grip extra", "wrong argument count"},
 		{"grip {\n\twebsocket sometimes\n}", "over_http or passthrough"},
 		{"grip {\n\torigins\n}", "wrong argument count"},
+		{"grip {\n\tupdate_on_first_subscription maybe\n}", "want on or off"},
+		{"grip {\n\tauto_cross_origin yes\n}", "wrong argument count"},
 	}
 	for i, tc := range cases {
 		_, err := adaptHandlers(t, ":8080 {\n"+tc.body+"\n}")

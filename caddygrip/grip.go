@@ -2,6 +2,7 @@ package caddygrip
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -82,6 +83,15 @@ type Grip struct {
 	// those origin requests when prev-ids already cover the race.
 	UpdateOnFirstSubscription *bool `json:"update_on_first_subscription,omitempty"`
 
+	// AutoCrossOrigin adds the CORS headers Pushpin's auto_cross_origin
+	// adds (those the response lacks), and answers JSON-P requests (GET with
+	// a callback parameter) for browsers without CORS.
+	AutoCrossOrigin bool `json:"auto_cross_origin,omitempty"`
+
+	// JSONP tunes JSON-P under AutoCrossOrigin; nil means Pushpin's
+	// defaults (extended mode, callback parameter "callback").
+	JSONP *JSONP `json:"jsonp,omitempty"`
+
 	ref      hubRef
 	sessions *sync.WaitGroup // WebSocket sessions, which Caddy's shutdown does not wait for
 	signer   *Signer
@@ -115,6 +125,11 @@ func (g *Grip) Provision(ctx caddy.Context) error {
 	case "", "over_http", "passthrough":
 	default:
 		return fmt.Errorf("websocket: want over_http or passthrough, got %q", g.WebSocket)
+	}
+	if g.JSONP != nil {
+		if err := g.JSONP.Validate(); err != nil {
+			return fmt.Errorf("jsonp: %w", err)
+		}
 	}
 	if g.WriteTimeout <= 0 {
 		g.WriteTimeout = caddy.Duration(defaultWriteTimeout)
@@ -171,11 +186,36 @@ func (g *Grip) Cleanup() error {
 // ServeHTTP forwards the request through the route and holds the client
 // when the origin answers with GRIP instructions.
 func (g *Grip) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	// Trust is decided on the client's own headers, before JSON-P could
+	// add any.
 	if g.upstream != nil {
 		if sig := r.Header.Get("Grip-Sig"); sig != "" && g.upstream.Verify(sig) {
 			return next.ServeHTTP(w, r)
 		}
 	}
+	if !g.AutoCrossOrigin {
+		return g.serve(w, r, next)
+	}
+	w, r, finish, err := crossOrigin(w, r, g.JSONP)
+	if err != nil {
+		var je *JSONPError
+		if errors.As(err, &je) {
+			g.logger.Debug("bad JSON-P request", zap.Error(err), zap.String("uri", r.RequestURI))
+			je.respond(w)
+			return finish()
+		}
+		return err
+	}
+	err = g.serve(w, r, next)
+	if ferr := finish(); err == nil {
+		err = ferr
+	}
+	return err
+}
+
+// serve is ServeHTTP for an untrusted client, after any cross-origin
+// wrapping.
+func (g *Grip) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if isWebSocketEvents(r.Header) {
 		g.logger.Info("refused a client sending websocket events", zap.String("remote", r.RemoteAddr))
 		writeText(w, http.StatusForbidden, "Client not allowed to send WebSocket events directly.\n")
