@@ -1,7 +1,6 @@
 package integration_test
 
 import (
-	"bufio"
 	"fmt"
 	"io"
 	"net/http"
@@ -24,7 +23,7 @@ func TestDifferentialGripFeaturesAgainstPushpin(t *testing.T) {
 	o := &gripOrigin{chans: map[string]*originChan{}}
 	origin := startOrigin(t, o.ServeHTTP)
 	pp := startPushpin(t, origin.URL)
-	d := gripDiff{env: newDiffEnv(pp, gripDiffCaddy(t, origin.URL)), origin: o}
+	d := gripDiff{env: newDiffEnv(pp, diffCaddy(t, origin.URL, gripDiffOptions...)), origin: o}
 	warmUp(t, d.env, "a stream hold", streamRoundTrip)
 	scenarios := []struct {
 		name string
@@ -58,32 +57,10 @@ type gripDiff struct {
 	origin *gripOrigin
 }
 
-// gripDiffCaddy is diffCaddy's site with the options this comparison needs:
-// Pushpin's signing key, so that both sign what they send the origin, and
-// no update on first subscription, which Pushpin 1.36 does not have.
-func gripDiffCaddy(t *testing.T, origin string) proxyUnderTest {
-	ports := freePorts(t, 2)
-	loadCaddyfile(t, fmt.Sprintf(`
-http://127.0.0.1:%d {
-	bind 127.0.0.1
-	grip_publish
-}
-http://127.0.0.1:%d {
-	bind 127.0.0.1
-	grip {
-		sig_iss pushpin
-		sig_key changeme
-		update_on_first_subscription off
-	}
-	reverse_proxy %s
-}
-`, ports[0], ports[1], strings.TrimPrefix(origin, "http://")))
-	return proxyUnderTest{
-		name:       "caddy-grip",
-		clientURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[1]),
-		publishURL: fmt.Sprintf("http://127.0.0.1:%d/publish/", ports[0]),
-	}
-}
+// gripDiffOptions are the options this comparison needs: Pushpin's signing
+// key, so that both sign what they send the origin, and no update on first
+// subscription, which Pushpin 1.36 does not have.
+var gripDiffOptions = []string{"sig_iss pushpin", "sig_key changeme", "update_on_first_subscription off"}
 
 // gripOrigin is the origin of this comparison. The first path segment picks
 // the behaviour and the second is the channel, so that next links of
@@ -283,54 +260,10 @@ func (o *gripOrigin) reliable(w http.ResponseWriter, r *http.Request, ch, rest s
 	io.WriteString(w, body)
 }
 
-// endStream is a held stream that also says how its body ended.
-type endStream struct {
-	*stream
-	end string // "clean end" or the read error; set before lines closes
-}
-
-// openEndStream is openStream for a stream whose ending matters.
-func openEndStream(t testing.TB, url string, header http.Header) *endStream {
-	t.Helper()
-	req, err := http.NewRequest(http.MethodGet, url, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range header {
-		req.Header[k] = v
-	}
-	client := &http.Client{Transport: &http.Transport{DisableCompression: true}}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
-	}
-	s := &endStream{stream: &stream{resp: resp, lines: make(chan string, 10000), done: make(chan struct{})}}
-	go func() {
-		defer close(s.done)
-		defer close(s.lines)
-		r := bufio.NewReader(resp.Body)
-		for {
-			line, err := r.ReadString('\n')
-			if line != "" {
-				s.lines <- line
-			}
-			if err != nil {
-				s.end = "clean end"
-				if err != io.EOF {
-					s.end = err.Error()
-				}
-				return
-			}
-		}
-	}()
-	t.Cleanup(func() { resp.Body.Close() })
-	return s
-}
-
-// view is the stream's head, the lines the client read and how it ended;
-// call it after ended.
-func (s *endStream) view(lines []string) string {
-	return streamView(s.stream, lines) + "\n" + s.end
+// endView is a held stream's head, the lines the client read and how it
+// ended; call it after ended.
+func endView(s *stream, lines []string) string {
+	return streamView(s, lines) + "\n" + s.end
 }
 
 // sideChannel is p.channel with the proxy's name in it: the origin keeps
@@ -357,12 +290,12 @@ func diffLinkHint(t *testing.T, d gripDiff) {
 	type seen struct{ stream, nextLink string }
 	pp, cg := onBoth(t, d.env, func(t testing.TB, p proxyUnderTest) seen {
 		ch := sideChannel(p, "hint")
-		s := openEndStream(t, p.clientURL+"/hint/"+ch, http.Header{"Cookie": {"session=c1"}})
+		s := openStream(t, p.clientURL+"/hint/"+ch, http.Header{"Cookie": {"session=c1"}})
 		lines := []string{s.next(t)}
-		syncStream(t, p, s.stream, ch+"-a")
+		syncStream(t, p, s, ch+"-a")
 		publishTo(t, p, hintBody(ch+"-a"))
 		lines = append(lines, s.next(t))
-		syncStream(t, p, s.stream, ch+"-b")
+		syncStream(t, p, s, ch+"-b")
 		publishTo(t, p, streamItem(ch+"-a", "on a, left\n"))
 		publishTo(t, p, streamItem(ch+"-b", "on b, joined\n"))
 		publishTo(t, p, closeItem(ch+"-b"))
@@ -371,7 +304,7 @@ func diffLinkHint(t *testing.T, d gripDiff) {
 		if len(hits) != 2 {
 			t.Fatalf("origin requests:\n%v\nwant the first and one next link", hits)
 		}
-		return seen{s.view(lines), hits[1].String()}
+		return seen{endView(s, lines), hits[1].String()}
 	})
 	sameView(t, "stream switched by a hint", pp.stream, cg.stream)
 	// caddy-grip fetches next links with the client's request headers, so
@@ -401,7 +334,7 @@ func diffLinkReliable(t *testing.T, d gripDiff) {
 			}
 		}
 		d.origin.mu.Unlock()
-		s := openEndStream(t, p.clientURL+"/rel/"+ch, nil)
+		s := openStream(t, p.clientURL+"/rel/"+ch, nil)
 		lines := []string{s.next(t), s.next(t)}
 		for i := 3; i <= 8; i++ {
 			publishTo(t, p, d.origin.logItem(ch, fmt.Sprintf("m%d\n", i)))
@@ -416,7 +349,7 @@ func diffLinkReliable(t *testing.T, d gripDiff) {
 		if len(hits) < 2 || hits[1].uri != "/rel/CH/next?after=1" || hits[1].gripLast != "CH; last-id=1" {
 			t.Errorf("origin requests:\n%v\nwant the first, then the next link with Grip-Last CH; last-id=1", hits)
 		}
-		return s.view(lines)
+		return endView(s, lines)
 	})
 	sameView(t, "reliable stream", pp, cg)
 }
@@ -426,11 +359,11 @@ func diffLinkReliable(t *testing.T, d gripDiff) {
 func diffLinkResponseHold(t *testing.T, d gripDiff) {
 	pp, cg := onBoth(t, d.env, func(t testing.TB, p proxyUnderTest) string {
 		ch := sideChannel(p, "resphold")
-		s := openEndStream(t, p.clientURL+"/resphold/"+ch, nil)
+		s := openStream(t, p.clientURL+"/resphold/"+ch, nil)
 		lines := []string{s.next(t)}
-		syncStream(t, p, s.stream, ch)
+		syncStream(t, p, s, ch)
 		publishTo(t, p, hintBody(ch))
-		return s.view(append(lines, s.ended(t)...))
+		return endView(s, append(lines, s.ended(t)...))
 	})
 	// Deliberate: Pushpin 1.36 writes the next link's body ("not
 	// allowed\n") before ending the stream; caddy-grip, like the current
@@ -445,9 +378,9 @@ func diffLinkResponseHold(t *testing.T, d gripDiff) {
 func diffLinkRetry(t *testing.T, d gripDiff) {
 	pp, cg := onBoth(t, d.env, func(t testing.TB, p proxyUnderTest) string {
 		ch := sideChannel(p, "retry")
-		s := openEndStream(t, p.clientURL+"/retry/"+ch, nil)
+		s := openStream(t, p.clientURL+"/retry/"+ch, nil)
 		lines := []string{s.next(t)}
-		syncStream(t, p, s.stream, ch)
+		syncStream(t, p, s, ch)
 		publishTo(t, p, hintBody(ch))
 		lines = append(lines, s.next(t))
 		publishTo(t, p, streamItem(ch, "after\n"))
@@ -456,7 +389,7 @@ func diffLinkRetry(t *testing.T, d gripDiff) {
 		if hits := d.origin.hits(ch); len(hits) != 4 {
 			t.Errorf("origin requests:\n%v\nwant the first and three next links", hits)
 		}
-		return s.view(lines)
+		return endView(s, lines)
 	})
 	sameView(t, "stream whose next link failed twice", pp, cg)
 }
@@ -635,13 +568,13 @@ func diffContentFilters(t *testing.T, d gripDiff) {
 			t.Parallel()
 			pp, cg := onBoth(t, d.env, func(t testing.TB, p proxyUnderTest) string {
 				ch := sideChannel(p, "filters-"+tc.name)
-				s := openEndStream(t, p.clientURL+"/filters/"+ch, nil)
+				s := openStream(t, p.clientURL+"/filters/"+ch, nil)
 				lines := []string{s.next(t)}
-				syncStream(t, p, s.stream, ch+"-vars") // the ids channel has a prev-id: no probes there
+				syncStream(t, p, s, ch+"-vars") // the ids channel has a prev-id: no probes there
 				for _, item := range append(tc.items(ch+"-ids", ch+"-vars"), closeItem(ch+"-vars")) {
 					publishTo(t, p, item)
 				}
-				return s.view(append(lines, s.ended(t)...))
+				return endView(s, append(lines, s.ended(t)...))
 			})
 			if droppedNotEnded[tc.name] {
 				const head = "200 OK\nContent-Type: text/plain\n\n"

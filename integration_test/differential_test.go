@@ -175,7 +175,8 @@ func TestDifferentialAgainstPushpin(t *testing.T) {
 // own and returns it as a proxy under test. The harness's fixed ports are shared by
 // every test process on the machine, and Caddy binds with SO_REUSEPORT, so a
 // concurrent run elsewhere would silently take some of the connections.
-func diffCaddy(t *testing.T, origin string) proxyUnderTest {
+// gripOptions go inside the grip block.
+func diffCaddy(t *testing.T, origin string, gripOptions ...string) proxyUnderTest {
 	ports := freePorts(t, 2)
 	loadCaddyfile(t, fmt.Sprintf(`
 http://127.0.0.1:%d {
@@ -184,10 +185,12 @@ http://127.0.0.1:%d {
 }
 http://127.0.0.1:%d {
 	bind 127.0.0.1
-	grip
+	grip {
+		%s
+	}
 	reverse_proxy %s
 }
-`, ports[0], ports[1], strings.TrimPrefix(origin, "http://")))
+`, ports[0], ports[1], strings.Join(gripOptions, "\n\t\t"), strings.TrimPrefix(origin, "http://")))
 	return proxyUnderTest{
 		name:       "caddy-grip",
 		clientURL:  fmt.Sprintf("http://127.0.0.1:%d", ports[1]),

@@ -215,6 +215,7 @@ type stream struct {
 	lines chan string
 	done  chan struct{}
 	buf   bytes.Buffer
+	end   string // "clean end" or the read error; set before lines closes
 }
 
 // openStream GETs url and reads its body line by line in the background.
@@ -243,6 +244,10 @@ func openStream(t testing.TB, url string, header http.Header) *stream {
 				s.lines <- line
 			}
 			if err != nil {
+				s.end = "clean end"
+				if err != io.EOF {
+					s.end = err.Error()
+				}
 				return
 			}
 		}
