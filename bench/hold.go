@@ -5,50 +5,77 @@ import (
 	"time"
 )
 
-// runHold opens N idle SSE clients over HoldChannels channels at ConnectRate
+// holdWS is the hold scenario over WebSocket.
+const holdWS = "hold-ws"
+
+// transport is how held clients talk to the proxy.
+type transport int
+
+const (
+	transportSSE transport = iota // GET of an event stream
+	transportWS                   // a WebSocket
+)
+
+// runHold opens N idle clients over HoldChannels channels at ConnectRate
 // connections/s, lets them sit, and measures what each costs the proxy:
 // RSS and PSS per connection (user space, summed over the proxy's
 // processes), kernel slab per connection (system-wide, both ends of the
 // loopback connection), and CPU per 1k idle connections per minute. On a
 // GRIP proxy a probe published to every channel must then reach every
-// client. The plain reverse_proxy baseline has the origin hold the streams
-// itself (2 sockets per client in the proxy).
-func runHold(e *runEnv) *Result {
+// client.
+//
+// SSE: the GRIP origin answers Grip-Hold: stream; the plain reverse_proxy
+// baseline has the origin hold the streams itself (2 sockets per client in
+// the proxy). WebSocket: a GRIP proxy terminates the WebSocket and speaks
+// WebSocket-over-HTTP to the origin, which answers OPEN with a subscribe
+// control message; plain Caddy relays the WebSocket to the origin, which
+// holds it (again 2 sockets per client in the proxy).
+func runHold(e *runEnv, tr transport) *Result {
 	p := e.p
-	r := newResult(e, "hold")
+	name, format := "hold", "http-stream"
+	if tr == transportWS {
+		name, format = holdWS, "ws-message"
+	}
+	r := newResult(e, name)
 	n := p.HoldConns
 	grip := e.target.PublishAddr() != ""
 	r.Params["conns"] = n
 	r.Params["channels"] = p.HoldChannels
 	r.Params["connect_rate"] = p.ConnectRate
+	r.Params["connect_inflight"] = p.ConnectInflight
 	r.Params["src_ips"] = len(e.src)
 	r.Params["idle_s"] = p.HoldIdle.Seconds()
-	prefix := "/sse/"
-	if grip {
-		prefix = "/stream/"
+	var prefix string
+	var g holdGroup
+	switch {
+	case tr == transportWS && grip:
+		prefix, g = "/ws/", newWSGroup(e.target.ClientAddr())
+	case tr == transportWS:
+		prefix, g = "/wsraw/", newWSGroup(e.target.ClientAddr())
+	case grip:
+		prefix, g = "/stream/", newSSEGroup(e.target.ClientAddr(), 0)
+	default:
+		prefix, g = "/sse/", newSSEGroup(e.target.ClientAddr(), 0)
 	}
+	r.Params["path"] = prefix
+	defer g.close()
+	gc := g.counts()
 	pids := e.target.PIDs()
 	before := sampleSUT(pids)
 	k0 := sampleKernel()
 
-	g := newSSEGroup(e.target.ClientAddr(), 0)
-	defer g.close()
 	start := time.Now()
-	interval := time.Duration(float64(time.Second) / float64(p.ConnectRate))
-	for i := 0; i < n; i++ {
-		if d := time.Until(start.Add(time.Duration(i) * interval)); d > 0 {
-			time.Sleep(d)
-		}
-		g.open(fmt.Sprintf("%sh%s-%d", prefix, e.nonce, i%p.HoldChannels), e.src[i%len(e.src)])
-	}
-	allUp := waitFor(60*time.Second, func() bool { return int(g.connected.Load()+g.failed.Load()) >= n })
+	ramp(g, n, float64(p.ConnectRate), p.ConnectInflight, func(i int) string {
+		return fmt.Sprintf("%sh%s-%d", prefix, e.nonce, i%p.HoldChannels)
+	}, e.src)
+	allUp := waitFor(60*time.Second, func() bool { return int(gc.connected.Load()+gc.failed.Load()) >= n })
 	connectTime := time.Since(start)
-	up := g.connected.Load()
+	up := gc.connected.Load()
 	r.Metrics["conns_up"] = float64(up)
-	r.Metrics["conns_failed"] = float64(g.failed.Load())
+	r.Metrics["conns_failed"] = float64(gc.failed.Load())
 	r.Metrics["connect_rate"] = float64(up) / connectTime.Seconds()
 	if !allUp || int(up) < n {
-		r.errorf("%d of %d clients connected (%d failed)", up, n, g.failed.Load())
+		r.errorf("%d of %d clients connected (%d failed)", up, n, gc.failed.Load())
 	}
 
 	time.Sleep(p.HoldSettle)
@@ -74,15 +101,15 @@ func runHold(e *runEnv) *Result {
 	r.Metrics["pss_kb_after"] = float64(after.Mem.PSS)
 
 	if grip && up > 0 {
-		probeHold(e, r, g)
+		probeHold(e, r, gc, format)
 	}
 	// Clients are still connected: a cut stream would have counted as failed.
-	if f := g.failed.Load(); f > 0 {
+	if f := gc.failed.Load(); f > 0 {
 		r.errorf("%d clients failed or were cut off", f)
 	}
 	g.close()
-	if t := g.tally(); t.firstErr != nil && len(r.Errors) > 0 {
-		r.errorf("first client error: %v", t.firstErr)
+	if err := g.firstError(); err != nil && len(r.Errors) > 0 {
+		r.errorf("first client error: %v", err)
 	}
 	// The figures are memory of idle connections: no CPU bound applies.
 	r.classify(true)
@@ -90,16 +117,24 @@ func runHold(e *runEnv) *Result {
 	return r
 }
 
-// probeHold publishes a probe (seq 0) to every hold channel until every
-// connected client has seen one: each held connection really is subscribed.
-func probeHold(e *runEnv, r *Result, g *sseGroup) {
+// probeHold publishes a probe (seq 0) in format (http-stream or
+// ws-message) to every hold channel until every connected client has seen
+// one: each held connection really is subscribed.
+func probeHold(e *runEnv, r *Result, g *groupCounts, format string) {
 	pub := newPublisher(e.target.PublishAddr())
 	defer pub.close()
 	want := g.connected.Load()
 	var body []byte
 	ok := waitFor(30*time.Second, func() bool {
 		for c := 0; c < e.p.HoldChannels; c++ {
-			body = streamItem(body[:0], fmt.Sprintf("h%s-%d", e.nonce, c), "", "", appendPayload(nil, "data: ", nowNS(), 0, "\n\n"))
+			ch := fmt.Sprintf("h%s-%d", e.nonce, c)
+			if format == "ws-message" {
+				body = append(body[:0], `{"items":[`...)
+				body = appendItem(body, ch, "", "", format, "content", appendPayload(nil, "", nowNS(), 0, ""))
+				body = append(body, `]}`...)
+			} else {
+				body = streamItem(body[:0], ch, "", "", appendPayload(nil, "data: ", nowNS(), 0, "\n\n"))
+			}
 			if err := pub.post(body); err != nil {
 				r.errorf("probe: %v", err)
 				return true

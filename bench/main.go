@@ -2,12 +2,15 @@
 // reverse_proxy on one box. It runs its own GRIP origin and load generator
 // and starts each proxy itself (pinned to its own CPU), then runs:
 //
-//	hold         N idle SSE clients: proxy RSS/PSS and kernel memory per conn
-//	fanout-rate  N subscribers on one channel, M messages at a fixed rate
-//	fanout-max   the same, published as fast as the proxy accepts them
-//	fanout-batch the same with 10 messages per publish request
-//	passthrough  non-GRIP requests/s and latency
-//	longpoll     request -> publish -> response -> next request cycles/s
+//	hold            N idle SSE clients: proxy RSS/PSS and kernel memory per conn
+//	hold-ws         the same with WebSocket clients (WebSocket-over-HTTP to the origin)
+//	fanout-rate     N subscribers on one channel, M messages at a fixed rate
+//	fanout-max      the same, published as fast as the proxy accepts them
+//	fanout-batch    the same with 10 messages per publish request
+//	fanout-rate-10k fanout-rate at 10,000 subscribers, 2 messages/s
+//	fanout-max-10k  fanout-max at 10,000 subscribers
+//	passthrough     non-GRIP requests/s and latency
+//	longpoll        request -> publish -> response -> next request cycles/s
 //
 // Each run writes one JSON line (PERF-NOTES B6) and the whole invocation a
 // markdown table of medians over the repetitions. The full comparison:
@@ -26,114 +29,94 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
 )
 
-// params are the sizes of every scenario.
-type params struct {
-	SrcIPs int
+// scenarioNames in the order they run.
+var scenarioNames = []string{"hold", holdWS, fanoutRate, fanoutMax, fanoutBatch, fanoutRate10k, fanoutMax10k, "passthrough", "longpoll"}
 
-	HoldConns    int
-	ConnectRate  int
-	HoldChannels int
-	HoldSettle   time.Duration
-	HoldIdle     time.Duration
-
-	FanoutSubs      int
-	FanoutRate      float64
-	FanoutMsgs      int
-	FanoutMaxMsgs   int
-	FanoutBatch     int
-	FanoutBatchMsgs int
-
-	PassConns    int
-	PassDuration time.Duration
-
-	PollClients    int
-	PollDuration   time.Duration
-	PollPublishers int
-	PollTimeout    int
-	PollDelay      time.Duration
+// gripOnly reports a scenario that needs a GRIP publish API (plain Caddy
+// has no fan-out or long-poll).
+func gripOnly(name string) bool {
+	switch name {
+	case fanoutRate, fanoutMax, fanoutBatch, fanoutRate10k, fanoutMax10k, "longpoll":
+		return true
+	}
+	return false
 }
 
-// scenarioNames in the order they run.
-var scenarioNames = []string{"hold", fanoutRate, fanoutMax, fanoutBatch, "passthrough", "longpoll"}
-
-// runScenario runs one scenario; ok is false when the target cannot run it
-// (plain Caddy has no fan-out or long-poll).
+// runScenario runs one scenario; ok is false when the target cannot run it.
 func runScenario(e *runEnv, name string) (r *Result, ok bool) {
-	grip := e.target.PublishAddr() != ""
+	if gripOnly(name) && e.target.PublishAddr() == "" {
+		return nil, false
+	}
 	switch name {
 	case "hold":
-		return runHold(e), true
-	case fanoutRate, fanoutMax, fanoutBatch:
-		if !grip {
-			return nil, false
-		}
+		return runHold(e, transportSSE), true
+	case holdWS:
+		return runHold(e, transportWS), true
+	case fanoutRate, fanoutMax, fanoutBatch, fanoutRate10k, fanoutMax10k:
 		return runFanout(e, name), true
 	case "passthrough":
 		return runPassthrough(e), true
 	case "longpoll":
-		if !grip {
-			return nil, false
-		}
 		return runLongpoll(e), true
 	}
 	return nil, false
 }
 
+// runOpts are the invocation's settings other than scenario sizes.
+type runOpts struct {
+	targets, scenarios string
+	reps               int
+	out, md            string
+	caddyBin, ppBin    string
+	build              bool
+	pin                string
+	origin             string
+	sutGomaxprocs      int
+	cpuProfile         string
+	keepWork           bool
+	pushpinLogLevel    int
+}
+
 func main() {
 	var (
-		p         params
-		targets   = flag.String("targets", "caddy-grip,caddy,pushpin", "targets to measure, in order: caddy-grip, caddy (plain reverse_proxy), pushpin")
-		scenarios = flag.String("scenarios", "all", "comma-separated scenarios, or all: "+strings.Join(scenarioNames, ","))
-		reps      = flag.Int("reps", 3, "repetitions; the table shows medians")
-		out       = flag.String("out", "bench/results.jsonl", "JSON lines output (overwritten)")
-		md        = flag.String("md", "bench/results.md", "markdown table output (overwritten); empty: stdout only")
-		caddyBin  = flag.String("caddy", "./caddy", "caddy binary built with caddy-grip")
-		ppBin     = flag.String("pushpin", "pushpin", "pushpin runner binary")
-		build     = flag.Bool("build", false, "rebuild ./caddy with ./xcaddy.sh build first, so the current code is measured")
-		pin       = flag.String("pin", "0:1", "CPU lists proxy:generator for taskset (PERF-NOTES B0), or none")
-		originA   = flag.String("origin", defaultOriginAddr, "address of the bench's GRIP origin")
-		small     = flag.Bool("small", false, "tiny sizes: a quick check that everything runs")
+		p     params
+		o     runOpts
+		small = flag.Bool("small", false, "tiny sizes: a quick check that everything runs")
 	)
-	flag.IntVar(&p.SrcIPs, "src-ips", 4, "client source addresses 127.0.0.2 and on")
-	flag.IntVar(&p.HoldConns, "hold-conns", 8000, "hold: idle SSE clients (plain Caddy needs 2 fds each: keep under 9,900)")
-	flag.IntVar(&p.ConnectRate, "connect-rate", 500, "hold and fanout: new SSE connections per second (Pushpin's accept path fails over ~800/s on one core)")
-	flag.IntVar(&p.HoldChannels, "hold-channels", 100, "hold: channels the clients spread over")
-	flag.DurationVar(&p.HoldSettle, "hold-settle", 3*time.Second, "hold: wait after the last connect before measuring")
-	flag.DurationVar(&p.HoldIdle, "hold-idle", 10*time.Second, "hold: idle window over which CPU is measured")
-	flag.IntVar(&p.FanoutSubs, "fanout-subs", 1000, "fanout: subscribers on the one channel")
-	flag.Float64Var(&p.FanoutRate, "fanout-rate", 20, "fanout-rate: messages per second")
-	flag.IntVar(&p.FanoutMsgs, "fanout-msgs", 200, "fanout-rate: messages")
-	flag.IntVar(&p.FanoutMaxMsgs, "fanout-max-msgs", 300, "fanout-max: messages")
-	flag.IntVar(&p.FanoutBatch, "fanout-batch", 10, "fanout-batch: messages per publish request")
-	flag.IntVar(&p.FanoutBatchMsgs, "fanout-batch-msgs", 1000, "fanout-batch: messages")
-	flag.IntVar(&p.PassConns, "pass-conns", 64, "passthrough: keep-alive connections")
-	flag.DurationVar(&p.PassDuration, "pass-duration", 10*time.Second, "passthrough: measured time")
-	flag.IntVar(&p.PollClients, "poll-clients", 100, "longpoll: clients, one channel each (Pushpin peaks near 100 on one core: 300 gives it fewer cycles/s and 502s)")
-	flag.DurationVar(&p.PollDuration, "poll-duration", 10*time.Second, "longpoll: measured time")
-	flag.IntVar(&p.PollPublishers, "poll-publishers", 4, "longpoll: concurrent publish connections")
-	flag.DurationVar(&p.PollDelay, "poll-delay", 0, "longpoll: wait this long after a hold before publishing (0: at once; a diagnostic that steps around the subscribe race)")
-	flag.IntVar(&p.PollTimeout, "poll-timeout", 5, "longpoll: Grip-Timeout of holds, seconds (caddy-grip's minimum is 5)")
+	flag.StringVar(&o.targets, "targets", "caddy-grip,caddy,pushpin", "targets to measure, in order: caddy-grip, caddy (plain reverse_proxy), pushpin")
+	flag.StringVar(&o.scenarios, "scenarios", "all", "comma-separated scenarios, or all: "+strings.Join(scenarioNames, ","))
+	flag.IntVar(&o.reps, "reps", 3, "repetitions; the table shows medians")
+	flag.StringVar(&o.out, "out", "bench/results.jsonl", "JSON lines output (overwritten)")
+	flag.StringVar(&o.md, "md", "bench/results.md", "markdown table output (overwritten); empty: stdout only")
+	flag.StringVar(&o.caddyBin, "caddy", "./caddy", "caddy binary built with caddy-grip")
+	flag.StringVar(&o.ppBin, "pushpin", "pushpin", "pushpin runner binary")
+	flag.BoolVar(&o.build, "build", false, "rebuild ./caddy with ./xcaddy.sh build first, so the current code is measured")
+	flag.StringVar(&o.pin, "pin", "0:1", "CPU lists proxy:generator for taskset (PERF-NOTES B0), or none")
+	flag.StringVar(&o.origin, "origin", defaultOriginAddr, "address of the bench's GRIP origin")
+	flag.IntVar(&o.sutGomaxprocs, "sut-gomaxprocs", 0, "GOMAXPROCS of the measured Caddy (0: the number of CPUs it is pinned to); a diagnostic")
+	flag.IntVar(&o.pushpinLogLevel, "pushpin-log-level", 1, "Pushpin's log_level (a diagnostic: 3 logs every request; measure at 1)")
+	flag.BoolVar(&o.keepWork, "keep", false, "keep the proxies' configs and logs (the temporary directory is printed)")
+	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the bench process (generator and origin) to this file")
+	p.register(flag.CommandLine)
 	flag.Parse()
 	if *small {
-		p.HoldConns, p.ConnectRate, p.HoldSettle, p.HoldIdle, p.HoldChannels = 200, 1000, time.Second, 2*time.Second, 10
-		p.FanoutSubs, p.FanoutMsgs, p.FanoutMaxMsgs, p.FanoutBatchMsgs, p.FanoutRate = 50, 40, 60, 100, 40
-		p.PassConns, p.PassDuration = 8, 2*time.Second
-		p.PollClients, p.PollDuration = 50, 3*time.Second
+		p.shrink()
 	}
-	if err := run(p, *targets, *scenarios, *reps, *out, *md, *caddyBin, *ppBin, *build, *pin, *originA); err != nil {
+	if err := run(p, o); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(p params, targetList, scenarioList string, reps int, out, md, caddyBin, ppBin string, build bool, pin, originAddr string) error {
-	sutCPUs, genCPUs, err := parsePin(pin)
+func run(p params, opt runOpts) error {
+	sutCPUs, genCPUs, err := parsePin(opt.pin)
 	if err != nil {
 		return err
 	}
@@ -146,6 +129,19 @@ func run(p params, targetList, scenarioList string, reps int, out, md, caddyBin,
 	} else {
 		genCores, sutCores = float64(runtime.NumCPU()), float64(runtime.NumCPU())
 	}
+	if opt.cpuProfile != "" {
+		f, err := os.Create(opt.cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	targetList, scenarioList, reps, out, md := opt.targets, opt.scenarios, opt.reps, opt.out, opt.md
+	caddyBin, ppBin, build, originAddr := opt.caddyBin, opt.ppBin, opt.build, opt.origin
 	names := splitList(targetList)
 	scen := scenarioNames
 	if scenarioList != "all" {
@@ -161,8 +157,8 @@ func run(p params, targetList, scenarioList string, reps int, out, md, caddyBin,
 			return fmt.Errorf("unknown target %q", n)
 		}
 	}
-	if soft, _ := fdLimit(); p.HoldConns*2+200 > int(soft) && contains(names, targetCaddy) && contains(scen, "hold") {
-		return fmt.Errorf("-hold-conns %d: plain Caddy and the bench's origin need 2 fds per held client, over the fd limit %d", p.HoldConns, soft)
+	if err := checkFDs(p, names, scen); err != nil {
+		return err
 	}
 	if build {
 		fmt.Fprintln(os.Stderr, "bench: building ./caddy (./xcaddy.sh build)")
@@ -188,7 +184,11 @@ func run(p params, targetList, scenarioList string, reps int, out, md, caddyBin,
 	if err != nil {
 		return err
 	}
-	defer os.RemoveAll(work)
+	if opt.keepWork {
+		fmt.Fprintln(os.Stderr, "bench: configs and logs in", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
 
 	jf, err := os.Create(out)
 	if err != nil {
@@ -226,13 +226,14 @@ func run(p params, targetList, scenarioList string, reps int, out, md, caddyBin,
 	for rep := 1; rep <= reps; rep++ {
 		for _, s := range scen {
 			for _, name := range names {
-				if (s == fanoutRate || s == fanoutMax || s == fanoutBatch || s == "longpoll") && name == targetCaddy {
+				if gripOnly(s) && name == targetCaddy {
 					continue
 				}
 				seq++
 				t, err := startTarget(name, targetOptions{
 					CaddyBin: caddyAbs, PushpinBin: ppBin, SUTCPUs: sutCPUs,
-					OriginAddr: o.Addr(), WorkDir: work,
+					SUTGomaxprocs: opt.sutGomaxprocs, OriginAddr: o.Addr(), WorkDir: work,
+					PushpinLogLevel: opt.pushpinLogLevel,
 				})
 				if err != nil {
 					return err
@@ -261,6 +262,26 @@ func run(p params, targetList, scenarioList string, reps int, out, md, caddyBin,
 	fmt.Print(table)
 	if md != "" {
 		return os.WriteFile(md, []byte(table), 0o644)
+	}
+	return nil
+}
+
+// checkFDs refuses sizes that cannot fit the per-process fd limit (20,000
+// on the box of BENCHMARKS.md, PERF-NOTES A8). The bench process holds the
+// client end of every connection, plus the origin's end of every proxied
+// one; a proxy holds one fd per client (two for plain Caddy, which also
+// dials the origin per held client).
+func checkFDs(p params, names, scen []string) error {
+	soft, _ := fdLimit()
+	const spare = 200 // publishers, origin keep-alive pool, files
+	if (contains(scen, "hold") || contains(scen, holdWS)) && contains(names, targetCaddy) && p.HoldConns*2+spare > int(soft) {
+		return fmt.Errorf("-hold-conns %d: plain Caddy and the bench's origin need 2 fds per held client, over the fd limit %d", p.HoldConns, soft)
+	}
+	if (contains(scen, fanoutRate10k) || contains(scen, fanoutMax10k)) && p.BigSubs+spare > int(soft) {
+		return fmt.Errorf("-big-subs %d: the bench holds one fd per subscriber, over the fd limit %d", p.BigSubs, soft)
+	}
+	if p.HoldConns+spare > int(soft) || p.FanoutSubs+spare > int(soft) {
+		return fmt.Errorf("-hold-conns %d / -fanout-subs %d: over the fd limit %d", p.HoldConns, p.FanoutSubs, soft)
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"net"
 	"strconv"
 	"sync"
@@ -21,6 +22,10 @@ import (
 //	GET /poll/<ch>?last=<n> long-poll: messages after n at once if the origin
 //	                        has them (X-Bench-Direct), else Grip-Hold:
 //	                        response with prev-id=<n>
+//	POST /ws/<ch>           WebSocket-over-HTTP: OPEN is answered with OPEN
+//	                        and a subscribe to <ch>, CLOSE with CLOSE
+//	GET /wsraw/<ch>         a WebSocket the origin holds itself (the plain
+//	                        reverse_proxy baseline), until the peer closes
 type origin struct {
 	ln        net.Listener
 	lpTimeout int // Grip-Timeout of long-poll holds, seconds
@@ -105,7 +110,7 @@ func (o *origin) serve(c net.Conn) {
 		c.Close()
 	}()
 	br := bufio.NewReaderSize(c, 4096)
-	var out []byte
+	var out, body []byte
 	for {
 		line, err := readLine(br)
 		if err != nil {
@@ -120,8 +125,9 @@ func (o *origin) serve(c net.Conn) {
 		if sp2 < 0 {
 			return
 		}
-		target := string(rest[:sp2])
+		method, target := string(line[:sp1]), string(rest[:sp2])
 		var contentLength int64
+		var wsKey string
 		closeAfter := false
 		for {
 			h, err := readLine(br)
@@ -141,9 +147,20 @@ func (o *origin) serve(c net.Conn) {
 				contentLength, _ = strconv.ParseInt(string(val), 10, 64)
 			case bytes.EqualFold(name, []byte("Connection")):
 				closeAfter = bytes.EqualFold(val, []byte("close"))
+			case bytes.EqualFold(name, []byte("Sec-WebSocket-Key")):
+				wsKey = string(val)
 			}
 		}
-		if contentLength > 0 {
+		body = body[:0]
+		if contentLength > 0 && method == "POST" && hasPrefix(target, "/ws/") {
+			if contentLength > wohMaxBody {
+				return
+			}
+			body = append(body, make([]byte, contentLength)...)
+			if _, err := io.ReadFull(br, body); err != nil {
+				return
+			}
+		} else if contentLength > 0 {
 			if _, err := br.Discard(int(contentLength)); err != nil {
 				return
 			}
@@ -159,15 +176,15 @@ func (o *origin) serve(c net.Conn) {
 			// The plain baseline: hold the stream here until the peer goes.
 			out = append(out, "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nTransfer-Encoding: chunked\r\n\r\n"...)
 			out = appendChunk(out, streamInit)
-			if _, err := c.Write(out); err != nil {
-				return
-			}
-			var sink [512]byte
-			for {
-				if _, err := br.Read(sink[:]); err != nil {
-					return
-				}
-			}
+			holdUntilGone(c, br, out)
+			return
+		case hasPrefix(target, "/ws/"):
+			out = wohResponse(out, target[len("/ws/"):], body)
+		case hasPrefix(target, "/wsraw/") && wsKey != "":
+			// The plain baseline: accept the WebSocket and hold it here.
+			out = appendUpgrade(out, wsKey)
+			holdUntilGone(c, br, out)
+			return
 		case hasPrefix(target, "/poll/"):
 			var held bool
 			var ch string
@@ -379,3 +396,17 @@ var epoch = time.Now()
 
 // nowNS is the time on that clock.
 func nowNS() int64 { return int64(time.Since(epoch)) }
+
+// holdUntilGone writes out, then holds the connection, discarding what the
+// peer sends, until the peer goes: the plain baselines' idle hold.
+func holdUntilGone(c net.Conn, br *bufio.Reader, out []byte) {
+	if _, err := c.Write(out); err != nil {
+		return
+	}
+	var sink [512]byte
+	for {
+		if _, err := br.Read(sink[:]); err != nil {
+			return
+		}
+	}
+}

@@ -114,11 +114,36 @@ func kbField(line string) int64 {
 	return n
 }
 
+// ioCount is a process's read- and write-type system calls (read/readv,
+// write/writev; not send/recv), from /proc/<pid>/io: write calls per
+// delivery show whether a proxy coalesces queued messages.
+type ioCount struct{ Reads, Writes int64 }
+
+// procIO reads syscr and syscw from /proc/<pid>/io ("self" for this
+// process); they cover all the process's threads.
+func procIO(pid string) (ioCount, error) {
+	b, err := os.ReadFile("/proc/" + pid + "/io")
+	if err != nil {
+		return ioCount{}, err
+	}
+	var c ioCount
+	for _, line := range strings.Split(string(b), "\n") {
+		switch {
+		case strings.HasPrefix(line, "syscr:"):
+			c.Reads = kbField(line)
+		case strings.HasPrefix(line, "syscw:"):
+			c.Writes = kbField(line)
+		}
+	}
+	return c, nil
+}
+
 // sutSample is the summed state of the processes under test at one instant.
 type sutSample struct {
 	At  time.Time
 	CPU time.Duration
 	Mem memKB
+	IO  ioCount
 }
 
 // sampleSUT sums CPU and memory over pids; processes that vanished count 0.
@@ -131,6 +156,10 @@ func sampleSUT(pids []int) sutSample {
 		if m, err := procMem(pid); err == nil {
 			s.Mem.RSS += m.RSS
 			s.Mem.PSS += m.PSS
+		}
+		if c, err := procIO(strconv.Itoa(pid)); err == nil {
+			s.IO.Reads += c.Reads
+			s.IO.Writes += c.Writes
 		}
 	}
 	return s

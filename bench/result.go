@@ -53,12 +53,14 @@ func (r *Result) errorf(format string, args ...any) {
 type window struct {
 	sut         sutSample
 	gen         time.Duration
+	genIO       ioCount
 	pids        []int
 	busy, steal time.Duration // on the proxy's CPUs, by anyone
 }
 
 func startWindow(pids []int) window {
 	w := window{sut: sampleSUT(pids), gen: selfCPU(), pids: pids}
+	w.genIO, _ = procIO("self")
 	w.busy, w.steal = cpuTimes(sutCPUList)
 	return w
 }
@@ -91,6 +93,10 @@ func (w window) finish(r *Result, ops float64, opName string) {
 	if ops > 0 {
 		m["sut_cpu_us_per_"+opName] = sut * 1e6 / ops
 		m["gen_cpu_us_per_"+opName] = gen.Seconds() * 1e6 / ops
+		m["sut_write_calls_per_"+opName] = float64(end.IO.Writes-w.sut.IO.Writes) / ops
+		if genIO, err := procIO("self"); err == nil {
+			m["gen_read_calls_per_"+opName] = float64(genIO.Reads-w.genIO.Reads) / ops
+		}
 	}
 }
 

@@ -70,8 +70,9 @@ http://%s {
 func smokeParams() *params {
 	return &params{
 		SrcIPs:    2,
-		HoldConns: 20, ConnectRate: 2000, HoldChannels: 4, HoldSettle: 50 * time.Millisecond, HoldIdle: 100 * time.Millisecond,
+		HoldConns: 20, ConnectRate: 2000, ConnectInflight: 5, HoldChannels: 4, HoldSettle: 50 * time.Millisecond, HoldIdle: 100 * time.Millisecond,
 		FanoutSubs: 10, FanoutRate: 200, FanoutMsgs: 20, FanoutMaxMsgs: 30, FanoutBatch: 4, FanoutBatchMsgs: 30,
+		BigSubs: 25, BigRate: 100, BigMsgs: 10, BigMaxMsgs: 15,
 		PassConns: 4, PassDuration: 300 * time.Millisecond,
 		PollClients: 5, PollDuration: 1500 * time.Millisecond, PollPublishers: 2, PollTimeout: 5,
 	}
@@ -104,22 +105,33 @@ func TestEveryScenarioDeliversCorrectlyThroughCaddyGrip(t *testing.T) {
 		}
 	}
 
-	t.Run("hold", func(t *testing.T) {
-		r := runHold(env())
-		noErrors(t, r)
-		metric(t, r, "conns_up", float64(p.HoldConns))
-		metric(t, r, "conns_failed", 0)
-		metric(t, r, "probe_reached", float64(p.HoldConns))
-	})
 	for _, c := range []struct {
-		mode string
-		msgs int
-	}{{fanoutRate, p.FanoutMsgs}, {fanoutMax, p.FanoutMaxMsgs}, {fanoutBatch, p.FanoutBatchMsgs}} {
+		name string
+		tr   transport
+	}{{"hold", transportSSE}, {holdWS, transportWS}} {
+		t.Run(c.name, func(t *testing.T) {
+			r := runHold(env(), c.tr)
+			noErrors(t, r)
+			metric(t, r, "conns_up", float64(p.HoldConns))
+			metric(t, r, "conns_failed", 0)
+			metric(t, r, "probe_reached", float64(p.HoldConns))
+		})
+	}
+	for _, c := range []struct {
+		mode       string
+		subs, msgs int
+	}{
+		{fanoutRate, p.FanoutSubs, p.FanoutMsgs},
+		{fanoutMax, p.FanoutSubs, p.FanoutMaxMsgs},
+		{fanoutBatch, p.FanoutSubs, p.FanoutBatchMsgs},
+		{fanoutRate10k, p.BigSubs, p.BigMsgs},
+		{fanoutMax10k, p.BigSubs, p.BigMaxMsgs},
+	} {
 		mode, m := c.mode, c.msgs
 		t.Run(mode, func(t *testing.T) {
 			r := runFanout(env(), mode)
 			noErrors(t, r)
-			want := float64(p.FanoutSubs * m)
+			want := float64(c.subs * m)
 			metric(t, r, "expected", want)
 			metric(t, r, "delivered", want)
 			metric(t, r, "lost", 0)

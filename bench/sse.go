@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"fmt"
-	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -31,23 +29,79 @@ type sseGroup struct {
 	addr   string
 	expect int // measured messages per subscriber
 
-	connected atomic.Int64 // clients that got the initial body
-	probed    atomic.Int64 // clients that got at least one probe
+	groupCounts
 	delivered atomic.Int64 // measured messages received, duplicates included
-	failed    atomic.Int64 // clients that could not connect or were cut off
 	lastRecv  atomic.Int64 // nowNS of the latest measured receipt
 	hist      histogram
 
 	mu     sync.Mutex
 	subs   []*sseSub
+	reader *epollReader // reads every stream once its head is in
 	closed bool
 	wg     sync.WaitGroup
 }
 
-// sseSub is one client; its counters are touched only by its own reader
-// goroutine until the group is closed.
+// groupCounts are what every group of held clients counts.
+type groupCounts struct {
+	connected atomic.Int64  // clients that got the initial body (SSE) or the 101 (WebSocket)
+	probed    atomic.Int64  // clients that got at least one probe
+	failed    atomic.Int64  // clients that could not connect or were cut off
+	slots     chan struct{} // handshakes in flight, when limited
+}
+
+func (c *groupCounts) counts() *groupCounts { return c }
+
+// settled frees the handshake slot of a client that connected or failed.
+func (c *groupCounts) settled() {
+	if c.slots != nil {
+		<-c.slots
+	}
+}
+
+// ramp opens n clients at up to rate per second with at most inflight
+// handshakes unanswered (0: no limit), so that a proxy whose accept path
+// is slower than rate is driven at its own pace instead of being flooded
+// into refusals; the achieved rate is what the scenario reports. path and
+// the source address depend on the client's index.
+func ramp(g holdGroup, n int, rate float64, inflight int, path func(i int) string, src []net.IP) {
+	c := g.counts()
+	if inflight > 0 {
+		c.slots = make(chan struct{}, inflight)
+	}
+	interval := time.Duration(float64(time.Second) / rate)
+	next := time.Now()
+	for i := 0; i < n; i++ {
+		if d := time.Until(next); d > 0 {
+			time.Sleep(d)
+		}
+		if c.slots != nil {
+			c.slots <- struct{}{}
+		}
+		g.open(path(i), src[i%len(src)])
+		next = next.Add(interval)
+		if now := time.Now(); next.Before(now.Add(-interval)) {
+			next = now // slowed by the slots: do not burst to catch up
+		}
+	}
+}
+
+// holdGroup is a group of held clients of either transport.
+type holdGroup interface {
+	open(path string, src net.IP)
+	close()
+	counts() *groupCounts
+	firstError() error // the first client's failure; call after close
+}
+
+// firstError implements holdGroup.
+func (g *sseGroup) firstError() error { return g.tally().firstErr }
+
+// sseSub is one client; its counters are touched only by the group's
+// reader goroutine until the group is closed.
 type sseSub struct {
-	conn                    *httpConn
+	conn                    *httpConn // until the head is read
+	fd                      int       // then the stream, read by the group's epollReader (-1: none)
+	parse                   streamParse
 	seen                    []uint64 // bitmap of measured seqs
 	distinct, dups, reorder int
 	maxSeq                  uint64
@@ -61,13 +115,14 @@ func newSSEGroup(addr string, expect int) *sseGroup {
 
 // open connects one client from src and reads its stream in a goroutine.
 func (g *sseGroup) open(path string, src net.IP) {
-	s := &sseSub{seen: make([]uint64, (g.expect+64)/64)}
+	s := &sseSub{fd: -1, seen: make([]uint64, (g.expect+64)/64)}
 	g.mu.Lock()
 	g.subs = append(g.subs, s)
 	g.mu.Unlock()
 	g.wg.Add(1)
 	go func() {
 		defer g.wg.Done()
+		defer g.settled() // run returns once the stream is handed to the reader
 		if err := g.run(s, path, src); err != nil {
 			s.err = err
 			g.failed.Add(1)
@@ -95,6 +150,7 @@ func (g *sseGroup) run(s *sseSub, path string, src net.IP) error {
 		c.Close()
 		return nil
 	}
+	_ = s.conn.c.SetDeadline(time.Now().Add(30 * time.Second)) // for the head only
 	if err := s.conn.writeGET(path, "Accept: text/event-stream\r\n"); err != nil {
 		return err
 	}
@@ -102,6 +158,7 @@ func (g *sseGroup) run(s *sseSub, path string, src net.IP) error {
 	if err != nil {
 		return err
 	}
+	_ = s.conn.c.SetDeadline(time.Time{})
 	if rh.Status != 200 {
 		var snippet []byte
 		if rh.ContentLength >= 0 && rh.ContentLength < 4096 {
@@ -109,21 +166,27 @@ func (g *sseGroup) run(s *sseSub, path string, src net.IP) error {
 		}
 		return fmt.Errorf("GET %s: status %d %q", path, rh.Status, snippet)
 	}
-	var body io.Reader = s.conn.br
-	if rh.Chunked {
-		body = &chunkReader{br: s.conn.br}
-	}
-	lines := bufio.NewReaderSize(body, 1024)
-	for {
-		line, err := readLine(lines)
-		if err != nil {
-			if s.closing() {
-				return nil
-			}
-			return fmt.Errorf("stream ended: %w", err)
+	// The rest of the stream goes to the group's reader: first what the
+	// head's reader buffered, then the socket itself.
+	s.parse.chunked = rh.Chunked
+	if n := s.conn.br.Buffered(); n > 0 {
+		b, _ := s.conn.br.Peek(n)
+		if err := s.feed(g, b); err != nil {
+			return err
 		}
-		g.line(s, line)
 	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		s.conn.Close()
+		return nil
+	}
+	if g.reader == nil {
+		if g.reader, err = newEpollReader(g); err != nil {
+			return err
+		}
+	}
+	return g.reader.add(s)
 }
 
 var closingFlag atomic.Bool // set while groups are being torn down
@@ -177,12 +240,15 @@ func (g *sseGroup) close() {
 	g.mu.Lock()
 	g.closed = true
 	for _, s := range g.subs {
-		if s.conn != nil {
-			s.conn.Close()
+		if s.conn != nil && s.fd < 0 {
+			s.conn.Close() // still reading its head
 		}
 	}
 	g.mu.Unlock()
 	g.wg.Wait()
+	if g.reader != nil {
+		g.reader.stop()
+	}
 }
 
 // sseTally sums the per-client counts; call after close.

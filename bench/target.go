@@ -51,8 +51,13 @@ type targetOptions struct {
 	CaddyBin   string // the caddy binary built with caddy-grip
 	PushpinBin string // the pushpin runner
 	SUTCPUs    string // taskset CPU list for the proxy; "" = not pinned
-	OriginAddr string
-	WorkDir    string // configs and logs go under here
+	// SUTGomaxprocs is Caddy's GOMAXPROCS; 0 = as many as the proxy's
+	// pinned CPUs (Go's own default when unpinned).
+	SUTGomaxprocs int
+	OriginAddr    string
+	WorkDir       string // configs and logs go under here
+	// PushpinLogLevel is Pushpin's log_level (1 for measurements).
+	PushpinLogLevel int
 }
 
 // procTarget is a target running as child processes of the bench.
@@ -95,15 +100,20 @@ func startTarget(name string, opt targetOptions) (*procTarget, error) {
 		}
 		argv = []string{opt.CaddyBin, "run", "--config", path, "--adapter", "caddyfile"}
 		t.version = commandOutput(opt.CaddyBin, "version")
-		if opt.SUTCPUs != "" {
+		switch {
+		case opt.SUTGomaxprocs > 0:
+			t.gomaxprocs = fmt.Sprint(opt.SUTGomaxprocs)
+		case opt.SUTCPUs != "":
 			t.gomaxprocs = fmt.Sprint(cpuCount(opt.SUTCPUs))
+		}
+		if t.gomaxprocs != "" {
 			env = append(env, "GOMAXPROCS="+t.gomaxprocs)
 		}
 		env = append(env, "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	case targetPushpin:
 		t.client = fmt.Sprintf("127.0.0.1:%d", portPushpin)
 		t.publish = fmt.Sprintf("127.0.0.1:%d", portPushpinPublish)
-		path, err := writePushpinConfig(dir, opt.OriginAddr)
+		path, err := writePushpinConfig(dir, opt.OriginAddr, opt.PushpinLogLevel)
 		if err != nil {
 			return nil, err
 		}
@@ -184,7 +194,7 @@ http://%s {
 // internal.conf points the proxy at a system zurl, so the runner starts a
 // private zurl too, as in the 4-service layout (condure, zurl, proxy,
 // handler).
-func writePushpinConfig(dir, origin string) (string, error) {
+func writePushpinConfig(dir, origin string, logLevel int) (string, error) {
 	run := filepath.Join(dir, "run")
 	logs := filepath.Join(dir, "log")
 	for _, d := range []string{run, logs} {
@@ -192,8 +202,10 @@ func writePushpinConfig(dir, origin string) (string, error) {
 			return "", err
 		}
 	}
+	// WebSockets go to the origin as WebSocket-over-HTTP, as caddy-grip
+	// does by default; the proto=ws rule wins over the catch-all for them.
 	routes := filepath.Join(dir, "routes")
-	if err := os.WriteFile(routes, []byte("* "+origin+"\n"), 0o644); err != nil {
+	if err := os.WriteFile(routes, []byte("*,proto=ws "+origin+",over_http\n* "+origin+"\n"), 0o644); err != nil {
 		return "", err
 	}
 	cfg := fmt.Sprintf(`[global]
@@ -207,7 +219,7 @@ stats_connection_ttl=120
 services=condure,zurl,pushpin-proxy,pushpin-handler
 http_port=127.0.0.1:%d
 logdir=%s
-log_level=1
+log_level=%d
 client_buffer_size=8192
 client_maxconn=50000
 condure_bin=condure
@@ -243,7 +255,7 @@ subscription_linger=60
 stats_subscription_ttl=60
 stats_report_interval=10
 stats_format=tnetstring
-`, run, portPushpin, logs, routes, portPushpinPublish)
+`, run, portPushpin, logs, max(logLevel, 1), routes, portPushpinPublish)
 	path := filepath.Join(dir, "pushpin.conf")
 	return path, os.WriteFile(path, []byte(cfg), 0o644)
 }

@@ -1,0 +1,78 @@
+package main
+
+import (
+	"flag"
+	"time"
+)
+
+// params are the sizes of every scenario.
+type params struct {
+	SrcIPs int
+
+	HoldConns   int
+	ConnectRate int
+	// ConnectInflight caps unanswered handshakes while connecting.
+	ConnectInflight int
+	HoldChannels    int
+	HoldSettle      time.Duration
+	HoldIdle        time.Duration
+
+	FanoutSubs      int
+	FanoutRate      float64
+	FanoutMsgs      int
+	FanoutMaxMsgs   int
+	FanoutBatch     int
+	FanoutBatchMsgs int
+
+	// The large fan-out scenarios (fanout-rate-10k, fanout-max-10k).
+	BigSubs    int
+	BigRate    float64
+	BigMsgs    int
+	BigMaxMsgs int
+
+	PassConns    int
+	PassDuration time.Duration
+
+	PollClients    int
+	PollDuration   time.Duration
+	PollPublishers int
+	PollTimeout    int
+	PollDelay      time.Duration
+}
+
+// register defines a flag for every size.
+func (p *params) register(fs *flag.FlagSet) {
+	fs.IntVar(&p.SrcIPs, "src-ips", 8, "client source addresses 127.0.0.2 and on (28,232 ports each)")
+	fs.IntVar(&p.HoldConns, "hold-conns", 8000, "hold and hold-ws: idle clients (plain Caddy needs 2 fds each: keep under 9,900)")
+	fs.IntVar(&p.ConnectRate, "connect-rate", 500, "hold and fanout: new connections per second (Pushpin's accept path fails over ~800/s on one core)")
+	fs.IntVar(&p.ConnectInflight, "connect-inflight", 50, "hold and fanout: at most this many handshakes unanswered while connecting (0: no limit); a proxy slower than -connect-rate is then driven at its own pace")
+	fs.IntVar(&p.HoldChannels, "hold-channels", 100, "hold and hold-ws: channels the clients spread over")
+	fs.DurationVar(&p.HoldSettle, "hold-settle", 3*time.Second, "hold and hold-ws: wait after the last connect before measuring")
+	fs.DurationVar(&p.HoldIdle, "hold-idle", 10*time.Second, "hold and hold-ws: idle window over which CPU is measured")
+	fs.IntVar(&p.FanoutSubs, "fanout-subs", 1000, "fanout: subscribers on the one channel")
+	fs.Float64Var(&p.FanoutRate, "fanout-rate", 20, "fanout-rate: messages per second")
+	fs.IntVar(&p.FanoutMsgs, "fanout-msgs", 200, "fanout-rate: messages")
+	fs.IntVar(&p.FanoutMaxMsgs, "fanout-max-msgs", 1000, "fanout-max: messages")
+	fs.IntVar(&p.FanoutBatch, "fanout-batch", 10, "fanout-batch: messages per publish request")
+	fs.IntVar(&p.FanoutBatchMsgs, "fanout-batch-msgs", 1000, "fanout-batch: messages")
+	fs.IntVar(&p.BigSubs, "big-subs", 10000, "fanout-rate-10k and fanout-max-10k: subscribers on the one channel (the bench holds one fd each: keep under ~19,500)")
+	fs.Float64Var(&p.BigRate, "big-rate", 2, "fanout-rate-10k: messages per second")
+	fs.IntVar(&p.BigMsgs, "big-msgs", 60, "fanout-rate-10k: messages")
+	fs.IntVar(&p.BigMaxMsgs, "big-max-msgs", 100, "fanout-max-10k: messages")
+	fs.IntVar(&p.PassConns, "pass-conns", 64, "passthrough: keep-alive connections")
+	fs.DurationVar(&p.PassDuration, "pass-duration", 10*time.Second, "passthrough: measured time")
+	fs.IntVar(&p.PollClients, "poll-clients", 100, "longpoll: clients, one channel each (Pushpin peaks near 100 on one core: 300 gives it fewer cycles/s and 502s)")
+	fs.DurationVar(&p.PollDuration, "poll-duration", 10*time.Second, "longpoll: measured time")
+	fs.IntVar(&p.PollPublishers, "poll-publishers", 4, "longpoll: concurrent publish connections")
+	fs.DurationVar(&p.PollDelay, "poll-delay", 0, "longpoll: wait this long after a hold before publishing (0: at once; a diagnostic that steps around the subscribe race)")
+	fs.IntVar(&p.PollTimeout, "poll-timeout", 5, "longpoll: Grip-Timeout of holds, seconds (caddy-grip's minimum is 5)")
+}
+
+// shrink sets tiny sizes: every scenario runs in seconds (-small).
+func (p *params) shrink() {
+	p.HoldConns, p.ConnectRate, p.HoldSettle, p.HoldIdle, p.HoldChannels = 200, 1000, time.Second, 2*time.Second, 10
+	p.FanoutSubs, p.FanoutMsgs, p.FanoutMaxMsgs, p.FanoutBatchMsgs, p.FanoutRate = 50, 40, 60, 100, 40
+	p.BigSubs, p.BigMsgs, p.BigMaxMsgs, p.BigRate = 200, 10, 20, 10
+	p.PassConns, p.PassDuration = 8, 2*time.Second
+	p.PollClients, p.PollDuration = 50, 3*time.Second
+}
