@@ -24,6 +24,9 @@ type session struct {
 	r       *http.Request
 	next    caddyhttp.Handler
 	retries int // origin re-requests for prev-id recovery and hints
+	// settled is set once re-requests are exhausted: the hold then waits
+	// for what follows the client's prev-id without asking the origin again.
+	settled bool
 	inst    *Instruct
 	sub     *hub.Subscriber
 	err     error // instructions rejected while deciding
@@ -230,7 +233,7 @@ func (s *session) holdResponse() error {
 	defer s.done()
 	// Checked after subscribing: a publish from then on is delivered, one
 	// from before shows in the channel's last published id.
-	if s.missedBeforeSubscribing() {
+	if !s.settled && s.missedBeforeSubscribing() {
 		return s.retry("prev-id behind the channel")
 	}
 	timer := time.NewTimer(s.inst.Timeout)
@@ -246,6 +249,14 @@ func (s *session) holdResponse() error {
 				case f.Action == hub.ActionHint:
 					return s.retry("hint")
 				case f.Action != hub.ActionSend:
+				case s.clientHas(d):
+					// The origin already gave the client this item; its
+					// publish reached the hub after the origin answered.
+				case s.gap(d) && s.settled:
+					// Out of re-requests: the held response sends the
+					// client back to the origin, which has what it lacks.
+					s.respond(s.inst.Status, s.inst.Header, s.inst.Body)
+					return nil
 				case s.gap(d):
 					return s.retry("prev-id gap")
 				default:
@@ -298,6 +309,13 @@ func (s *session) staleChannel() bool {
 	return false
 }
 
+// clientHas reports a delivered item whose id is the prev-id the origin
+// gave for its channel: the client has it already.
+func (s *session) clientHas(d hub.Delivery) bool {
+	c := s.channelSpec(d.Channel)
+	return c != nil && c.PrevID != "" && d.Item.ID == c.PrevID
+}
+
 // gap reports a delivered item that does not follow the client's prev-id.
 func (s *session) gap(d hub.Delivery) bool {
 	if d.Item.PrevID == "" {
@@ -314,11 +332,11 @@ func (s *session) gap(d hub.Delivery) bool {
 // retry re-issues the client's request to the origin, with Grip-Last for
 // each channel's prev-id, and serves whatever it answers. Requests with a
 // body are not re-issued (their body was consumed), nor beyond maxRetries:
-// those keep holding.
+// those keep holding, settled.
 func (s *session) retry(why string) error {
 	s.done()
 	if s.retries >= maxRetries || s.r.ContentLength != 0 {
-		s.inst = s.withoutPrevIDs()
+		s.settled = true
 		return s.holdResponse()
 	}
 	s.retries++
@@ -337,17 +355,6 @@ func (s *session) retry(why string) error {
 	}
 	s.originHeader, s.sub = res.header, nil
 	return s.serveBuffered(res.status, res.body.Bytes())
-}
-
-// withoutPrevIDs is the instruction with prev-ids dropped, for holding
-// once re-requests are exhausted.
-func (s *session) withoutPrevIDs() *Instruct {
-	inst := *s.inst
-	inst.Channels = append([]ChannelSpec(nil), inst.Channels...)
-	for i := range inst.Channels {
-		inst.Channels[i].PrevID = ""
-	}
-	return &inst
 }
 
 // errPatchFailed marks a body-patch that does not apply to the held body.

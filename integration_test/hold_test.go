@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -399,6 +400,58 @@ func TestLongPollRecoversPublishMissedBeforeSubscribing(t *testing.T) {
 	}
 	if len(gripLast) != 1 || gripLast[0] != "gap; last-id=1" {
 		t.Fatalf("origin saw Grip-Last %q", gripLast)
+	}
+}
+
+// aheadOfHub starts an origin that always holds on channel with prev-id
+// "B" while the hub last saw "A" published there: B's publish is still on
+// its way, as when a publisher records a message at the origin before it
+// publishes it. Caddy re-requests until its retries run out, then holds.
+func aheadOfHub(t *testing.T) (channel string, asked *atomic.Int32) {
+	channel = uniqueChannel(t, "ahead")
+	asked = new(atomic.Int32)
+	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
+		asked.Add(1)
+		w.Header().Set("Grip-Hold", "response")
+		w.Header().Set("Grip-Channel", channel+"; prev-id=B")
+		io.WriteString(w, "timed out\n")
+	})
+	loadCaddyfile(t, gripSite(origin.URL, "update_on_first_subscription off"))
+	publish(t, fmt.Sprintf(`{"items":[{"channel":%q,"id":"A","formats":{"http-response":{"body":"pushed A\n"}}}]}`, channel))
+	return channel, asked
+}
+
+// waitSettled waits until Caddy has asked the origin once and re-requested
+// it as often as it will, and holds.
+func waitSettled(t *testing.T, asked *atomic.Int32) {
+	t.Helper()
+	eventually(t, "six origin requests", func() bool { return asked.Load() == 6 })
+	waitSubscribers(t, 1)
+}
+
+func TestSettledLongPollSkipsTheItemTheClientHas(t *testing.T) {
+	channel, asked := aheadOfHub(t)
+	done := getBodyAsync(caddyURL + "/lp")
+	waitSettled(t, asked)
+	// B is what the origin's prev-id says the client has: not again.
+	publish(t, fmt.Sprintf(`{"items":[{"channel":%q,"id":"B","prev-id":"A","formats":{"http-response":{"body":"pushed B\n"}}}]}`, channel))
+	publish(t, fmt.Sprintf(`{"items":[{"channel":%q,"id":"C","prev-id":"B","formats":{"http-response":{"body":"pushed C\n"}}}]}`, channel))
+	if got := <-done; got != "pushed C\n" {
+		t.Fatalf("got %q, want the item after B", got)
+	}
+}
+
+func TestSettledLongPollAnswersAGapWithTheHeldResponse(t *testing.T) {
+	channel, asked := aheadOfHub(t)
+	done := getBodyAsync(caddyURL + "/lp")
+	waitSettled(t, asked)
+	// B2 does not follow B: delivering it would skip B for this client.
+	publish(t, fmt.Sprintf(`{"items":[{"channel":%q,"id":"B2","prev-id":"A","formats":{"http-response":{"body":"pushed B2\n"}}}]}`, channel))
+	if got := <-done; got != "timed out\n" {
+		t.Fatalf("got %q, want the held response", got)
+	}
+	if n := asked.Load(); n != 6 {
+		t.Fatalf("origin asked %d times, want 6", n)
 	}
 }
 
