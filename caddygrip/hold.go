@@ -292,7 +292,7 @@ const maxRetries = 5
 // origin's prev-id, and nothing delivered since could explain the
 // difference (a queued item's own prev-id is checked when it is taken).
 func (s *session) missedBeforeSubscribing() bool {
-	return len(s.sub.Ready()) == 0 && s.staleChannel()
+	return !s.sub.Pending() && s.staleChannel()
 }
 
 // staleChannel reports a channel whose last published id is not the

@@ -40,9 +40,10 @@ type channel struct {
 	mu   sync.Mutex
 	dead bool // removed from the map; look it up again
 	// subs lists the subscribers per kind; idx is each one's position.
-	subs [numKinds][]*Subscriber
-	idx  map[*Subscriber]int
-	seq  sequencer
+	subs  [numKinds][]*Subscriber
+	idx   map[*Subscriber]int
+	seq   sequencer
+	pacer pacer
 }
 
 func (c *channel) countLocked() int { return len(c.idx) }
@@ -53,6 +54,7 @@ type batch struct {
 	h         *Hub
 	cfg       *Config
 	now       time.Time
+	urgent    bool // wake subscribers at once, whatever the pacing (hints)
 	delivered uint64
 	slow      []slowEvent
 	keep      []*Item // scratch: the items of a run that were not duplicates
@@ -87,6 +89,7 @@ func (b *batch) finish() {
 func (c *channel) fanoutLocked(b *batch, it *Item) {
 	cost := -1
 	maxItems, maxBytes := b.cfg.QueueItems, b.cfg.QueueBytes
+	wake := c.wakeNowLocked(b)
 	for k := KindResponse; k <= KindWebSocket; k++ {
 		subs := c.subs[k]
 		if len(subs) == 0 || !k.carries(it) {
@@ -99,7 +102,7 @@ func (c *channel) fanoutLocked(b *batch, it *Item) {
 			if s.filteredOut(c.name, it) {
 				continue
 			}
-			switch s.enqueue(c.name, it, cost, maxItems, maxBytes) {
+			switch s.enqueue(c.name, it, cost, maxItems, maxBytes, wake) {
 			case enqueueDone:
 				b.delivered++
 			case enqueueOverflowed:
@@ -145,6 +148,7 @@ func (c *channel) removeIfEmptyLocked() bool {
 	}
 	c.dead = true
 	c.seq.reset(c.h)
+	c.pacer.stop()
 	sh := c.h.shardFor(c.hash)
 	sh.mu.Lock()
 	if sh.m[c.name] == c {
@@ -192,6 +196,9 @@ func (c *channel) removeLocked(s *Subscriber) bool {
 	}
 	list[last] = nil
 	c.subs[s.kind] = list[:last]
+	if c.pacer.armed {
+		s.wake() // what this channel held back must not wait for a wake that skips s
+	}
 
 	s.mu.Lock()
 	delete(s.chans, c.name)

@@ -26,6 +26,16 @@ type Config struct {
 	// SequencerMax is how many out-of-order items the sequencer holds per
 	// channel; default 100.
 	SequencerMax int
+	// WakeInterval paces the wake-ups of a busy channel's subscribers: a
+	// publish less than WakeInterval after the channel last woke them is
+	// queued, and one timer per channel wakes them all WakeInterval after
+	// that last wake, so each holder writes the whole run in one write
+	// instead of one write per message. A publish after a quieter spell
+	// wakes them at once, as do hints (Update) and ending a subscriber, so
+	// latency is unchanged below 1/WakeInterval publishes per second and
+	// grows by at most WakeInterval above. Default 10ms; negative wakes on
+	// every publish.
+	WakeInterval time.Duration
 }
 
 // Defaults, from Pushpin where it has one (see GRIP-REFERENCE.md #24, #25, #54).
@@ -35,10 +45,12 @@ const (
 	DefaultIDCacheTTL   = 60 * time.Second
 	DefaultMessageWait  = 5 * time.Second
 	DefaultSequencerMax = 100
+	DefaultWakeInterval = 10 * time.Millisecond
 )
 
 // WithDefaults returns c with every zero (or invalid) field set to its
-// default; a negative IDCacheTTL is kept, since it disables de-duplication.
+// default; a negative IDCacheTTL or WakeInterval is kept, since it turns
+// de-duplication or wake pacing off.
 func (c Config) WithDefaults() Config {
 	if c.QueueBytes <= 0 {
 		c.QueueBytes = DefaultQueueBytes
@@ -54,6 +66,9 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.SequencerMax <= 0 {
 		c.SequencerMax = DefaultSequencerMax
+	}
+	if c.WakeInterval == 0 {
+		c.WakeInterval = DefaultWakeInterval
 	}
 	return c
 }
@@ -237,7 +252,7 @@ func (h *Hub) Update(channel string) {
 	}
 	it := updateItem
 	it.Channel = channel
-	b := batch{h: h, cfg: h.config(), now: time.Now()}
+	b := batch{h: h, cfg: h.config(), now: time.Now(), urgent: true}
 	c.mu.Lock()
 	if !c.dead {
 		c.fanoutLocked(&b, &it)

@@ -352,14 +352,14 @@ func TestConfigureWhilePublishingKeepsDelivering(t *testing.T) {
 
 func TestConfigWithDefaults(t *testing.T) {
 	got := Config{IDCacheTTL: -1}.WithDefaults()
-	want := Config{QueueBytes: 1 << 20, QueueItems: 1000, IDCacheTTL: -1, MessageWait: 5 * time.Second, SequencerMax: 100}
+	want := Config{QueueBytes: 1 << 20, QueueItems: 1000, IDCacheTTL: -1, MessageWait: 5 * time.Second, SequencerMax: 100, WakeInterval: 10 * time.Millisecond}
 	if got != want {
 		t.Fatalf("WithDefaults = %+v, want %+v", got, want)
 	}
 	if got := (Config{}).WithDefaults().IDCacheTTL; got != 60*time.Second {
 		t.Fatalf("default IDCacheTTL = %v, want 60s", got)
 	}
-	keep := Config{QueueBytes: 7, QueueItems: 8, IDCacheTTL: time.Second, MessageWait: time.Millisecond, SequencerMax: 3}
+	keep := Config{QueueBytes: 7, QueueItems: 8, IDCacheTTL: time.Second, MessageWait: time.Millisecond, SequencerMax: 3, WakeInterval: -1}
 	if got := keep.WithDefaults(); got != keep {
 		t.Fatalf("WithDefaults changed set fields: %+v", got)
 	}

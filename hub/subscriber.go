@@ -98,6 +98,7 @@ type Subscriber struct {
 	mu     sync.Mutex
 	queue  []Delivery
 	qbytes int
+	woken  bool // a token was sent since the last Take
 	ended  bool
 	reason CloseReason
 	chans  map[string]struct{} // channels subscribed, kept by the hub
@@ -118,9 +119,18 @@ func NewSubscriber(kind Kind) *Subscriber {
 // Kind returns the transport the subscriber was made for.
 func (s *Subscriber) Kind() Kind { return s.kind }
 
-// Ready is signalled whenever deliveries become pending; the holder then
-// calls Take. The channel has capacity one and is never closed.
+// Ready is signalled when deliveries are pending; the holder then calls
+// Take. The channel has capacity one and is never closed. A busy channel
+// may hold a new delivery back for up to Config.WakeInterval before it
+// signals, so that one wake-up carries several (see pacing.go).
 func (s *Subscriber) Ready() <-chan struct{} { return s.ready }
+
+// Pending reports whether deliveries are queued, signalled or not yet.
+func (s *Subscriber) Pending() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.queue) > 0
+}
 
 // Closed is closed when the hub ends the subscriber (overflow, drain, hub
 // close); Reason then says why. After ReasonSlow the queue is discarded;
@@ -141,6 +151,7 @@ func (s *Subscriber) Take(dst []Delivery) []Delivery {
 	defer s.mu.Unlock()
 	dst = append(dst, s.queue...)
 	s.resetQueueLocked()
+	s.woken = false
 	return dst
 }
 
@@ -179,11 +190,12 @@ const (
 	enqueueOverflowed                      // over a limit: the subscriber was ended as slow
 )
 
-// enqueue appends one delivery in O(1) without blocking. A delivery that
-// would take the queue over maxItems or maxBytes ends the subscriber with
-// ReasonSlow instead; a single item into an empty queue is always accepted,
-// so one large item never counts as slowness.
-func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes int) enqueueResult {
+// enqueue appends one delivery in O(1) without blocking, and signals Ready
+// if wake is set. A delivery that would take the queue over maxItems or
+// maxBytes ends the subscriber with ReasonSlow instead; a single item into
+// an empty queue is always accepted, so one large item never counts as
+// slowness.
+func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes int, wake bool) enqueueResult {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
@@ -197,14 +209,32 @@ func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes 
 	}
 	s.queue = append(s.queue, Delivery{Channel: channel, Item: it})
 	s.qbytes += cost
-	if n == 0 {
-		select {
-		case s.ready <- struct{}{}:
-		default:
-		}
+	if wake {
+		s.signalLocked()
 	}
 	s.mu.Unlock()
 	return enqueueDone
+}
+
+// wake signals Ready if deliveries are queued that no token announced yet.
+func (s *Subscriber) wake() {
+	s.mu.Lock()
+	if len(s.queue) > 0 {
+		s.signalLocked()
+	}
+	s.mu.Unlock()
+}
+
+// signalLocked sends the Ready token unless one went since the last Take.
+func (s *Subscriber) signalLocked() {
+	if s.woken {
+		return
+	}
+	s.woken = true
+	select {
+	case s.ready <- struct{}{}:
+	default:
+	}
 }
 
 // end ends the subscriber with reason; it reports false if it had already ended.
