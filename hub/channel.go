@@ -89,7 +89,8 @@ func (b *batch) finish() {
 func (c *channel) fanoutLocked(b *batch, it *Item) {
 	cost := -1
 	maxItems, maxBytes := b.cfg.QueueItems, b.cfg.QueueBytes
-	wake := c.wakeNowLocked(b)
+	wake, round := c.wakeNowLocked(b)
+	defer round.seal()
 	for k := KindResponse; k <= KindWebSocket; k++ {
 		subs := c.subs[k]
 		if len(subs) == 0 || !k.carries(it) {
@@ -102,7 +103,7 @@ func (c *channel) fanoutLocked(b *batch, it *Item) {
 			if s.filteredOut(c.name, it) {
 				continue
 			}
-			switch s.enqueue(c.name, it, cost, maxItems, maxBytes, wake) {
+			switch s.enqueue(c.name, it, cost, maxItems, maxBytes, wake, round) {
 			case enqueueDone:
 				b.delivered++
 			case enqueueOverflowed:
@@ -197,7 +198,7 @@ func (c *channel) removeLocked(s *Subscriber) bool {
 	list[last] = nil
 	c.subs[s.kind] = list[:last]
 	if c.pacer.armed {
-		s.wake() // what this channel held back must not wait for a wake that skips s
+		s.wake(nil) // what this channel held back must not wait for a wake that skips s
 	}
 
 	s.mu.Lock()

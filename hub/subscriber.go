@@ -98,7 +98,8 @@ type Subscriber struct {
 	mu     sync.Mutex
 	queue  []Delivery
 	qbytes int
-	woken  bool // a token was sent since the last Take
+	woken  bool       // a token was sent since the last Take
+	round  *wakeRound // the channel wake that sent it, if paced
 	ended  bool
 	reason CloseReason
 	chans  map[string]struct{} // channels subscribed, kept by the hub
@@ -148,10 +149,13 @@ func (s *Subscriber) Reason() CloseReason {
 // the queue, so the holder can write a whole batch per wake-up.
 func (s *Subscriber) Take(dst []Delivery) []Delivery {
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	dst = append(dst, s.queue...)
 	s.resetQueueLocked()
 	s.woken = false
+	r := s.round
+	s.round = nil
+	s.mu.Unlock()
+	r.taken()
 	return dst
 }
 
@@ -191,11 +195,11 @@ const (
 )
 
 // enqueue appends one delivery in O(1) without blocking, and signals Ready
-// if wake is set. A delivery that would take the queue over maxItems or
+// if wake is set, on behalf of round r (nil when not paced). A delivery that would take the queue over maxItems or
 // maxBytes ends the subscriber with ReasonSlow instead; a single item into
 // an empty queue is always accepted, so one large item never counts as
 // slowness.
-func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes int, wake bool) enqueueResult {
+func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes int, wake bool, r *wakeRound) enqueueResult {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
@@ -210,27 +214,33 @@ func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes 
 	s.queue = append(s.queue, Delivery{Channel: channel, Item: it})
 	s.qbytes += cost
 	if wake {
-		s.signalLocked()
+		s.signalLocked(r)
 	}
 	s.mu.Unlock()
 	return enqueueDone
 }
 
-// wake signals Ready if deliveries are queued that no token announced yet.
-func (s *Subscriber) wake() {
+// wake signals Ready, on behalf of round r (or nil), if deliveries are
+// queued that no token announced yet.
+func (s *Subscriber) wake(r *wakeRound) {
 	s.mu.Lock()
-	if len(s.queue) > 0 {
-		s.signalLocked()
+	if len(s.queue) > 0 && !s.ended {
+		s.signalLocked(r)
 	}
 	s.mu.Unlock()
 }
 
-// signalLocked sends the Ready token unless one went since the last Take.
-func (s *Subscriber) signalLocked() {
+// signalLocked sends the Ready token unless one went since the last Take;
+// round r, if any, counts it until the holder takes the queue.
+func (s *Subscriber) signalLocked(r *wakeRound) {
 	if s.woken {
 		return
 	}
 	s.woken = true
+	if r != nil {
+		r.left.Add(1)
+		s.round = r
+	}
 	select {
 	case s.ready <- struct{}{}:
 	default:
@@ -253,6 +263,9 @@ func (s *Subscriber) endLocked(reason CloseReason) bool {
 	if reason == ReasonSlow {
 		s.resetQueueLocked()
 	}
+	// An ended holder may never take its queue; a round must not wait for it.
+	s.round.taken()
+	s.round = nil
 	close(s.closed)
 	return true
 }

@@ -103,14 +103,14 @@ func TestEnqueueOverflowEndsSubscriberAndDropsQueue(t *testing.T) {
 	s := NewSubscriber(KindStream)
 	it := item("c", "1", "")
 	for range 3 {
-		if r := s.enqueue("c", it, it.Cost(), 3, 1<<20, true); r != enqueueDone {
+		if r := s.enqueue("c", it, it.Cost(), 3, 1<<20, true, nil); r != enqueueDone {
 			t.Fatalf("enqueue = %v, want done", r)
 		}
 	}
-	if r := s.enqueue("c", it, it.Cost(), 3, 1<<20, true); r != enqueueOverflowed {
+	if r := s.enqueue("c", it, it.Cost(), 3, 1<<20, true, nil); r != enqueueOverflowed {
 		t.Fatalf("fourth enqueue = %v, want overflowed", r)
 	}
-	if r := s.enqueue("c", it, it.Cost(), 3, 1<<20, true); r != enqueueSkipped {
+	if r := s.enqueue("c", it, it.Cost(), 3, 1<<20, true, nil); r != enqueueSkipped {
 		t.Fatalf("enqueue after end = %v, want skipped", r)
 	}
 	if got := s.Take(nil); len(got) != 0 {
