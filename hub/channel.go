@@ -54,7 +54,8 @@ type batch struct {
 	h         *Hub
 	cfg       *Config
 	now       time.Time
-	urgent    bool // wake subscribers at once, whatever the pacing (hints)
+	urgent    bool     // wake subscribers at once, whatever the pacing (hints)
+	woke      *channel // the channel this pass began a wake round on
 	delivered uint64
 	slow      []slowEvent
 	keep      []*Item // scratch: the items of a run that were not duplicates

@@ -144,7 +144,7 @@ func (c *channel) wakeNowLocked(b *batch) (bool, *wakeRound) {
 		return true, nil
 	case p.armed:
 		return false, nil
-	case p.round != nil && p.lastWake.Equal(b.now):
+	case b.woke == c:
 		return true, nil // a later item of the receive pass that began the round
 	}
 	at, ok := p.due(b.now, w)
@@ -152,6 +152,7 @@ func (c *channel) wakeNowLocked(b *batch) (bool, *wakeRound) {
 		return true, nil // a wide channel: wake, and let the round in progress be measured
 	}
 	if ok {
+		b.woke = c
 		p.lastWake = b.now
 		p.round = newWakeRound(b.now)
 		return true, p.round
