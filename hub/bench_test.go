@@ -7,11 +7,20 @@ import (
 )
 
 // BenchmarkFanout10k publishes one item to 10,000 stream subscribers on one
-// channel; ns/delivery is the cost of one enqueue. Draining the queues is
-// outside the timer.
+// channel; ns/delivery is the cost of one enqueue, with a Ready signal per
+// subscriber (wake=each) or, as back-to-back publishes are under pacing,
+// without (wake=paced). Draining the queues is outside the timer.
 func BenchmarkFanout10k(b *testing.B) {
-	const subs = 10000
-	h := New(Config{})
+	for _, bc := range []struct {
+		name string
+		wake time.Duration
+	}{{"wake=each", -1}, {"wake=paced", time.Hour}} {
+		b.Run(bc.name, func(b *testing.B) { benchFanout(b, 10000, bc.wake) })
+	}
+}
+
+func benchFanout(b *testing.B, subs int, wake time.Duration) {
+	h := New(Config{WakeInterval: wake})
 	all := make([]*Subscriber, subs)
 	for i := range all {
 		all[i] = NewSubscriber(KindStream)
