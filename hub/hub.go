@@ -26,15 +26,18 @@ type Config struct {
 	// SequencerMax is how many out-of-order items the sequencer holds per
 	// channel; default 100.
 	SequencerMax int
-	// WakeInterval paces the wake-ups of a busy channel's subscribers: a
-	// publish less than WakeInterval after the channel last woke them is
-	// queued, and one timer per channel wakes them all WakeInterval after
-	// that last wake, so each holder writes the whole run in one write
-	// instead of one write per message. A publish after a quieter spell
-	// wakes them at once, as do hints (Update) and ending a subscriber, so
-	// latency is unchanged below 1/WakeInterval publishes per second and
-	// grows by at most WakeInterval above. Default 10ms; negative wakes on
-	// every publish.
+	// WakeInterval paces the wake-ups of a busy channel's subscribers. A
+	// channel wakes them in rounds: a publish wakes them at once only if
+	// the last round is over (nearly all its holders took their queues)
+	// and ended WakeInterval ago or more; otherwise it is queued, and one
+	// timer per channel starts the next round then, so each holder writes
+	// the whole run at once instead of one write per message. A round that
+	// lasts 10 × WakeInterval or more (a stuck holder, or a channel too wide
+	// to gain) lets publishes wake at once, as without pacing. Hints
+	// (Update), unsubscribing and ending a subscriber wake at once. Latency
+	// is unchanged for a channel published to less often than a round
+	// takes plus WakeInterval. Default 10ms; negative wakes on every
+	// publish.
 	WakeInterval time.Duration
 }
 
