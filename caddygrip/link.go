@@ -32,16 +32,12 @@ type linker struct {
 }
 
 func newLinker(g *Grip, r *http.Request, next caddyhttp.Handler) *linker {
-	tmpl := r.Clone(context.WithoutCancel(r.Context()))
-	tmpl.Body = http.NoBody
-	tmpl.Header.Del("Content-Type")
-	tmpl.Header.Del("Content-Length")
-	return &linker{g: g, origin: newOriginRequest(tmpl, next, g.MaxInstructSize)}
+	return &linker{g: g, origin: newDetachedOriginRequest(r, next, g.MaxInstructSize)}
 }
 
-// context is the client request's context without its cancellation: the
-// values Caddy's handlers rely on, for requests that outlive the handler.
-func (l *linker) context() context.Context { return l.origin.orig.Context() }
+// context is a context detached from the client request, for requests
+// that outlive its handler.
+func (l *linker) context() context.Context { return l.origin.context() }
 
 // header is the client's request headers (already stripped of Grip-* and
 // given Grip-Feature) with a fresh Grip-Sig and a Grip-Last per channel

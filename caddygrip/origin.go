@@ -60,6 +60,42 @@ func newOriginRequest(r *http.Request, next caddyhttp.Handler, limit int) *origi
 	return &originRequest{orig: r, next: next, server: srv, limit: limit}
 }
 
+// newDetachedOriginRequest is newOriginRequest for requests that outlive
+// the client request's handler (a hijacked stream, a WebSocket session): it
+// keeps a bodiless copy of r with a detached context.
+func newDetachedOriginRequest(r *http.Request, next caddyhttp.Handler, limit int) *originRequest {
+	o := newOriginRequest(r, next, limit)
+	o.orig = r.Clone(detachedContext(r.Context()))
+	o.orig.Body = http.NoBody
+	o.orig.Header.Del("Content-Type")
+	o.orig.Header.Del("Content-Length")
+	return o
+}
+
+// connectionContextKeys are the values of a client request's context that
+// a detached context keeps: those of its connection.
+var connectionContextKeys = []any{http.ServerContextKey, http.LocalAddrContextKey, caddyhttp.ConnCtxKey}
+
+// detachedContext is a context for requests that outlive the client's: it
+// keeps the values of the client's connection but neither the request's
+// cancellation nor its request-scoped values. Through those (Caddy's
+// replacer) it would keep the request, its response writers and net/http's
+// connection buffers for as long as a session lasts; origin requests get
+// fresh ones from caddyhttp.PrepareRequest.
+func detachedContext(ctx context.Context) context.Context {
+	d := context.Background()
+	for _, k := range connectionContextKeys {
+		if v := ctx.Value(k); v != nil {
+			d = context.WithValue(d, k, v)
+		}
+	}
+	return d
+}
+
+// context is the template request's context: for a detached origin, one
+// that no client request's end cancels.
+func (o *originRequest) context() context.Context { return o.orig.Context() }
+
 // do sends one request and returns the captured response. It may run on
 // any goroutine: an abort panic in the handler chain becomes an error
 // instead of taking the process down.

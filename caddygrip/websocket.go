@@ -2,7 +2,6 @@ package caddygrip
 
 import (
 	"bufio"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -70,6 +69,9 @@ func (g *Grip) originAllowed(r *http.Request) bool {
 
 // serveWebSocket runs a client WebSocket as WebSocket-over-HTTP toward the
 // origin: the origin sees short POSTs of events through the same route.
+// After the upgrade the session runs on its own goroutines and the handler
+// returns, so that an idle session keeps neither Caddy's deep handler
+// stack nor the request, its writers and net/http's buffers.
 func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
 	if !g.originAllowed(r) {
 		g.logger.Info("refused WebSocket origin", zap.String("origin", r.Header.Get("Origin")))
@@ -82,18 +84,19 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 		return nil
 	}
 	s := &wsSession{
-		g:      g,
-		r:      r,
-		origin: newOriginRequest(r, next, wohMaxResponse),
-		connID: newConnectionID(),
-		base:   wohBaseHeader(r.Header),
-		meta:   map[string]string{},
-		prefix: wsoverhttp.DefaultMessagePrefix,
+		g:          g,
+		origin:     newDetachedOriginRequest(r, next, wohMaxResponse),
+		remoteAddr: r.RemoteAddr,
+		connID:     newConnectionID(),
+		base:       wohBaseHeader(r.Header),
+		meta:       map[string]string{},
+		prefix:     wsoverhttp.DefaultMessagePrefix,
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
+	// Every origin request sets its own headers: the template needs none.
+	s.origin.orig.Header = nil
 
-	res, err := s.post(ctx, []wsoverhttp.Event{{Type: wsoverhttp.Open}})
+	// The OPEN is the client request's: it ends if the client leaves.
+	res, err := s.post(r.Context(), []wsoverhttp.Event{{Type: wsoverhttp.Open}})
 	if err != nil {
 		g.logger.Error("WebSocket OPEN to origin failed", zap.Error(err), zap.String("uri", r.RequestURI))
 		return caddyhttp.Error(http.StatusBadGateway, err)
@@ -107,12 +110,13 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 		if err == nil {
 			err = errors.New("first event is not OPEN")
 		}
-		return s.fail(w, err)
+		return g.failHandshake(w, r, err)
 	}
 	s.gripExt, s.prefix = wsoverhttp.ParseGripExtension(res.header.Values("Sec-WebSocket-Extensions"))
 	s.applyHeaders(res.header)
 
 	up := websocket.Upgrader{
+		ReadBufferSize:  wsReadBufferSize,
 		CheckOrigin:     func(*http.Request) bool { return true }, // checked above
 		WriteBufferPool: wsWriteBufferPool,
 	}
@@ -126,9 +130,15 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 		return nil // gorilla has answered the client
 	}
 	s.conn = conn
+	if s.open(events[1:]) {
+		return nil
+	}
 	g.sessions.Add(1)
-	defer g.sessions.Done()
-	return s.run(ctx, events[1:])
+	go func() {
+		defer g.sessions.Done()
+		s.run()
+	}()
+	return nil
 }
 
 // hijacker reaches Hijack through Caddy's writer wrappers, which do not
@@ -142,6 +152,11 @@ func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 // wsWriteBufferPool lends write buffers to connections only while they
 // write, so that idle connections hold none.
 var wsWriteBufferPool = new(sync.Pool)
+
+// wsReadBufferSize is each connection's read buffer, which it keeps for
+// its lifetime. Messages of any size up to MaxMessageSize still arrive
+// whole: gorilla assembles them independently of the buffer.
+const wsReadBufferSize = 512
 
 // newConnectionID is a random Connection-Id for the origin.
 func newConnectionID() string {
@@ -213,9 +228,9 @@ func clientHandshakeHeader(origin http.Header) http.Header {
 	return h
 }
 
-// fail ends a handshake whose origin answer could not be used.
-func (s *wsSession) fail(w http.ResponseWriter, err error) error {
-	s.g.logger.Error("invalid WebSocket-over-HTTP answer from origin", zap.Error(err), zap.String("uri", s.r.RequestURI))
+// failHandshake ends a handshake whose origin answer could not be used.
+func (g *Grip) failHandshake(w http.ResponseWriter, r *http.Request, err error) error {
+	g.logger.Error("invalid WebSocket-over-HTTP answer from origin", zap.Error(err), zap.String("uri", r.RequestURI))
 	writeText(w, http.StatusBadGateway, fmt.Sprintf("Error while proxying to origin: %v\n", err))
 	return nil
 }

@@ -17,17 +17,18 @@ import (
 )
 
 // wsSession is one client WebSocket spoken to the origin as
-// WebSocket-over-HTTP. Only run's goroutine writes to the client (gorilla
-// allows one writer, plus control frames from anywhere).
+// WebSocket-over-HTTP. Only one goroutine at a time writes to the client:
+// the handler's until the session starts, then run's (gorilla allows one
+// writer, plus control frames from anywhere).
 type wsSession struct {
-	g      *Grip
-	r      *http.Request
-	origin *originRequest
-	connID string
-	base   http.Header       // client headers every origin request carries
-	meta   map[string]string // sent as Meta-* headers
-	conn   *websocket.Conn
-	sub    *hub.Subscriber
+	g          *Grip
+	origin     *originRequest // detached from the client request, which has ended
+	remoteAddr string
+	connID     string
+	base       http.Header       // client headers every origin request carries
+	meta       map[string]string // sent as Meta-* headers
+	conn       *websocket.Conn
+	sub        *hub.Subscriber
 
 	gripExt  bool   // the origin enabled the grip extension
 	prefix   string // its message prefix
@@ -35,10 +36,37 @@ type wsSession struct {
 
 	keepAliveInterval time.Duration // empty origin requests after this idle time
 	clientKA          *wsoverhttp.Control
-	clientKATimer     *resettableTimer    // sends clientKA to the client
+	clientKATimer     resettableTimer     // sends clientKA to the client
 	delayed           *wsoverhttp.Control // the send-delayed slot
 
 	closing bool // a close frame went to the client
+
+	wsLoop
+}
+
+// wsLoop is the state run keeps between events. It lives in the session
+// rather than in run's frame: an idle session's goroutine then parks on a
+// small stack.
+type wsLoop struct {
+	inbound chan wsoverhttp.Event // client messages, from readLoop
+	readErr chan error            // the error that ended readLoop
+	results chan originResult     // the origin request in flight
+
+	pending      []wsoverhttp.Event // for the next origin request
+	pendingBytes int
+	inFlight     bool // an origin request is in flight
+	refresh      bool // an origin request is due even without events
+
+	closeQueued, closePosted bool // a CLOSE event for the origin: queued, then sent
+	clientCode               int  // the client's close, for the client once the origin answered
+	clientText               string
+	clientDone, closeAcked   bool // the client closed; the origin answered the CLOSE
+
+	idle          resettableTimer // origin keep-alive
+	delayedTimer  resettableTimer // sends the send-delayed message
+	ping          *time.Ticker
+	closeDeadline <-chan time.Time // for the client's answer to a close
+	batch         []hub.Delivery
 }
 
 // originResult is one finished origin request.
@@ -87,181 +115,233 @@ func (s *wsSession) applyHeaders(h http.Header) {
 	}
 }
 
-// run is the session: client messages batched to the origin one request
-// at a time, origin events and published messages to the client.
-func (s *wsSession) run(ctx context.Context, initial []wsoverhttp.Event) error {
-	defer s.conn.Close()
+// open subscribes the session and carries out the origin's answer to
+// OPEN; it reports whether the session is already over, in which case it
+// has ended it. It runs on the handler goroutine, whose stack is deep
+// already, so that the session's goroutines start and stay small.
+func (s *wsSession) open(initial []wsoverhttp.Event) (over bool) {
 	s.sub = hub.NewSubscriber(hub.KindWebSocket)
 	s.sub.SetMeta(s.meta)
-	defer s.g.ref.hub.UnsubscribeAll(s.sub)
-
-	inbound := make(chan wsoverhttp.Event, 64)
-	readErr := make(chan error, 1)
-	go s.readLoop(inbound, readErr)
-
-	results := make(chan originResult, 1)
-	var pending []wsoverhttp.Event
-	pendingBytes, inFlight, refresh := 0, false, false
-	closeQueued, closePosted := false, false // a CLOSE event for the origin: queued, then sent
-	clientCode, clientText := 0, ""
-	clientDone, closeAcked := false, false // the client closed; the origin answered the CLOSE
-	idle := newResettableTimer(s.keepAliveInterval)
-	defer idle.stop()
-	clientKA := newResettableTimer(0)
-	s.clientKATimer = clientKA
-	defer clientKA.stop()
-	delayed := newResettableTimer(0)
-	defer delayed.stop()
-	ping := time.NewTicker(wsPingInterval)
-	defer ping.Stop()
 	if s.applyEvents(initial) {
-		return nil
+		s.end()
+		return true
 	}
-	var closeDeadline <-chan time.Time
-	var batch []hub.Delivery
+	return false
+}
 
+// end releases what the session holds; the origin request in flight, if
+// any, is canceled by run.
+func (s *wsSession) end() {
+	s.idle.stop()
+	s.clientKATimer.stop()
+	s.delayedTimer.stop()
+	if s.ping != nil {
+		s.ping.Stop()
+	}
+	s.g.ref.hub.UnsubscribeAll(s.sub)
+	s.conn.Close()
+}
+
+// run is the session after open: client messages batched to the origin
+// one request at a time, origin events and published messages to the
+// client. Each event is handled by a method of its own, which keeps run's
+// frame, and so the stack an idle session parks on, small.
+func (s *wsSession) run() {
+	ctx, cancel := context.WithCancel(s.origin.context())
+	defer cancel() // the origin request in flight
+	defer s.end()
+	s.inbound = make(chan wsoverhttp.Event, 4) // a little read-ahead; the origin gets batches anyway
+	s.readErr = make(chan error, 1)
+	s.results = make(chan originResult, 1)
+	go s.readLoop()
+	s.idle.reset(s.keepAliveInterval)
+	s.ping = time.NewTicker(wsPingInterval)
 	for {
-		in := inbound
-		if pendingBytes >= wohMaxBatch {
+		in := s.inbound
+		if s.pendingBytes >= wohMaxBatch {
 			in = nil // back-pressure: stop reading the client until the origin catches up
 		}
+		over := false
 		select {
 		case ev := <-in:
-			if s.detached {
-				continue
-			}
-			pending = append(pending, ev)
-			pendingBytes += len(ev.Content) + 16
-		case err := <-readErr:
-			var ce *websocket.CloseError
-			if !errors.As(err, &ce) || ce.Code == websocket.CloseAbnormalClosure || s.detached {
-				// The client vanished without a close frame.
-				if !s.detached {
-					go s.disconnect()
-				}
-				return nil
-			}
-			clientDone, closeDeadline = true, nil
-			if closeQueued { // its answer to a close the origin was told of already
-				if closeAcked {
-					return nil
-				}
-				continue
-			}
-			// The client's close, or its answer to the origin's: to the
-			// origin after the messages read before it.
-			for drained := false; !drained; {
-				select {
-				case ev := <-inbound:
-					pending = append(pending, ev)
-				default:
-					drained = true
-				}
-			}
-			pending = append(pending, wsoverhttp.CloseEvent(ce.Code, ce.Text))
-			closeQueued = true
-			clientCode, clientText = ce.Code, ce.Text
-		case r := <-results:
-			inFlight = false
-			if r.err == nil && !isEventsResponse(r.res) {
-				r.err = fmt.Errorf("origin answered %d %q", r.res.status, r.res.header.Get("Content-Type"))
-			}
-			if r.err != nil {
-				s.g.logger.Error("WebSocket-over-HTTP request failed", zap.Error(r.err), zap.String("connection_id", s.connID))
-				s.writeClose(websocket.CloseInternalServerErr, "origin error")
-				return nil
-			}
-			s.applyHeaders(r.res.header)
-			events, err := wsoverhttp.ParseEvents(r.res.body.Bytes(), 0)
-			if err != nil {
-				s.g.logger.Error("invalid WebSocket-over-HTTP answer from origin", zap.Error(err), zap.String("connection_id", s.connID))
-				s.writeClose(websocket.CloseInternalServerErr, "origin error")
-				return nil
-			}
-			if s.applyEvents(events) {
-				return nil
-			}
-			if closePosted {
-				closeAcked = true
-				s.writeClose(clientCode, clientText) // unless a close frame went already
-				if clientDone {
-					return nil
-				}
-			}
-			idle.reset(s.keepAliveInterval)
+			s.onClientMessage(ev)
+		case err := <-s.readErr:
+			over = s.onClientEnd(err)
+		case r := <-s.results:
+			over = s.onOriginAnswer(r)
 		case <-s.sub.Ready():
-			batch = s.sub.Take(batch[:0])
-			for _, d := range batch {
-				switch f := d.Item.WSMessage; f.Action {
-				case hub.ActionSend:
-					content, ok, err := s.sub.RenderContent(d.Channel, f.ContentFilters, f.Content, nil)
-					if !ok {
-						if c := s.g.logger.Check(zap.DebugLevel, "message not delivered: content filter"); c != nil {
-							c.Write(zap.String("channel", d.Channel), zap.Error(err))
-						}
-						continue
-					}
-					s.write(messageType(f.Type), content)
-				case hub.ActionClose:
-					// The origin hears of it as a CLOSE without status, as
-					// from Pushpin; the client's answer ends the session.
-					if !s.closing && !closeQueued {
-						s.writeClose(f.Code, f.Reason)
-						pending = append(pending, wsoverhttp.Event{Type: wsoverhttp.Close})
-						closeQueued = true
-					}
-				case hub.ActionRefresh:
-					refresh = true
-				}
-			}
+			s.onDeliveries()
 		case <-s.sub.Closed():
-			if s.sub.Reason() == hub.ReasonSlow {
-				return nil
-			}
-			// Shutting down: the process may exit right after, so the
-			// origin is told now rather than in the background.
-			s.writeClose(websocket.CloseGoingAway, "server shutting down")
-			s.disconnect()
-			return nil
-		case <-idle.c():
-			idle.stop()
-			refresh = true
-		case <-clientKA.c():
-			if ka := s.clientKA; ka != nil {
-				s.write(messageType(ka.MessageType), ka.Content)
-				clientKA.reset(ka.Timeout) // interval mode, or idle after this send
-			}
-		case <-delayed.c():
-			delayed.stop()
+			over = s.onUnsubscribed()
+		case <-s.idle.c():
+			s.idle.stop()
+			s.refresh = true
+		case <-s.clientKATimer.c():
+			s.sendClientKeepAlive()
+		case <-s.delayedTimer.c():
+			s.delayedTimer.stop()
 			s.flushDelayed()
-		case <-ping.C:
+		case <-s.ping.C:
 			_ = s.conn.WriteControl(websocket.PingMessage, nil, time.Now().Add(time.Duration(s.g.WriteTimeout)))
-		case <-closeDeadline:
-			return nil
-		case <-ctx.Done():
-			return nil
+		case <-s.closeDeadline:
+			over = true
 		}
-		if s.closing && closeDeadline == nil && !clientDone {
-			closeDeadline = time.After(wsCloseWait)
+		if over {
+			return
 		}
-		if !inFlight && !s.detached && (len(pending) > 0 || refresh) {
-			events := pending
-			closePosted = closeQueued
-			pending, pendingBytes, refresh, inFlight = nil, 0, false, true
-			go func() {
-				res, err := s.post(ctx, events)
-				results <- originResult{res, err}
-			}()
+		s.afterEvent(ctx)
+	}
+}
+
+// onClientMessage queues a client message for the origin.
+func (s *wsSession) onClientMessage(ev wsoverhttp.Event) {
+	if s.detached {
+		return
+	}
+	s.pending = append(s.pending, ev)
+	s.pendingBytes += len(ev.Content) + 16
+}
+
+// onClientEnd handles the error that ended readLoop: a close frame, or the
+// client vanishing. It reports whether the session is over.
+func (s *wsSession) onClientEnd(err error) (over bool) {
+	var ce *websocket.CloseError
+	if !errors.As(err, &ce) || ce.Code == websocket.CloseAbnormalClosure || s.detached {
+		// The client vanished without a close frame.
+		if !s.detached {
+			go s.disconnect()
 		}
-		if s.delayed != nil {
-			delayed.resetIfStopped(s.delayed.Timeout)
+		return true
+	}
+	s.clientDone, s.closeDeadline = true, nil
+	if s.closeQueued { // its answer to a close the origin was told of already
+		return s.closeAcked
+	}
+	// The client's close, or its answer to the origin's: to the origin
+	// after the messages read before it.
+	for drained := false; !drained; {
+		select {
+		case ev := <-s.inbound:
+			s.pending = append(s.pending, ev)
+		default:
+			drained = true
 		}
+	}
+	s.pending = append(s.pending, wsoverhttp.CloseEvent(ce.Code, ce.Text))
+	s.closeQueued = true
+	s.clientCode, s.clientText = ce.Code, ce.Text
+	return false
+}
+
+// onOriginAnswer carries out the answer to an origin request; it reports
+// whether the session is over.
+func (s *wsSession) onOriginAnswer(r originResult) (over bool) {
+	s.inFlight = false
+	if r.err == nil && !isEventsResponse(r.res) {
+		r.err = fmt.Errorf("origin answered %d %q", r.res.status, r.res.header.Get("Content-Type"))
+	}
+	if r.err != nil {
+		s.g.logger.Error("WebSocket-over-HTTP request failed", zap.Error(r.err), zap.String("connection_id", s.connID))
+		s.writeClose(websocket.CloseInternalServerErr, "origin error")
+		return true
+	}
+	s.applyHeaders(r.res.header)
+	events, err := wsoverhttp.ParseEvents(r.res.body.Bytes(), 0)
+	if err != nil {
+		s.g.logger.Error("invalid WebSocket-over-HTTP answer from origin", zap.Error(err), zap.String("connection_id", s.connID))
+		s.writeClose(websocket.CloseInternalServerErr, "origin error")
+		return true
+	}
+	if s.applyEvents(events) {
+		return true
+	}
+	if s.closePosted {
+		s.closeAcked = true
+		s.writeClose(s.clientCode, s.clientText) // unless a close frame went already
+		if s.clientDone {
+			return true
+		}
+	}
+	s.idle.reset(s.keepAliveInterval)
+	return false
+}
+
+// onDeliveries writes what was published to the session's channels.
+func (s *wsSession) onDeliveries() {
+	s.batch = s.sub.Take(s.batch[:0])
+	for _, d := range s.batch {
+		switch f := d.Item.WSMessage; f.Action {
+		case hub.ActionSend:
+			content, ok, err := s.sub.RenderContent(d.Channel, f.ContentFilters, f.Content, nil)
+			if !ok {
+				if c := s.g.logger.Check(zap.DebugLevel, "message not delivered: content filter"); c != nil {
+					c.Write(zap.String("channel", d.Channel), zap.Error(err))
+				}
+				continue
+			}
+			s.write(messageType(f.Type), content)
+		case hub.ActionClose:
+			// The origin hears of it as a CLOSE without status, as
+			// from Pushpin; the client's answer ends the session.
+			if !s.closing && !s.closeQueued {
+				s.writeClose(f.Code, f.Reason)
+				s.pending = append(s.pending, wsoverhttp.Event{Type: wsoverhttp.Close})
+				s.closeQueued = true
+			}
+		case hub.ActionRefresh:
+			s.refresh = true
+		}
+	}
+	clear(s.batch) // an idle session keeps no published content
+	if cap(s.batch) > 64 {
+		s.batch = nil
+	}
+}
+
+// onUnsubscribed ends the session its subscriber was closed under.
+func (s *wsSession) onUnsubscribed() (over bool) {
+	if s.sub.Reason() == hub.ReasonSlow {
+		return true
+	}
+	// Shutting down: the process may exit right after, so the origin is
+	// told now rather than in the background.
+	s.writeClose(websocket.CloseGoingAway, "server shutting down")
+	s.disconnect()
+	return true
+}
+
+// sendClientKeepAlive sends the keep-alive message a control message set.
+func (s *wsSession) sendClientKeepAlive() {
+	if ka := s.clientKA; ka != nil {
+		s.write(messageType(ka.MessageType), ka.Content)
+		s.clientKATimer.reset(ka.Timeout) // interval mode, or idle after this send
+	}
+}
+
+// afterEvent arms the close deadline, starts the next origin request if
+// one is due and none is in flight, and arms the send-delayed timer.
+func (s *wsSession) afterEvent(ctx context.Context) {
+	if s.closing && s.closeDeadline == nil && !s.clientDone {
+		s.closeDeadline = time.After(wsCloseWait)
+	}
+	if !s.inFlight && !s.detached && (len(s.pending) > 0 || s.refresh) {
+		events := s.pending
+		s.closePosted = s.closeQueued
+		s.pending, s.pendingBytes, s.refresh, s.inFlight = nil, 0, false, true
+		go func() {
+			res, err := s.post(ctx, events)
+			s.results <- originResult{res, err}
+		}()
+	}
+	if s.delayed != nil {
+		s.delayedTimer.resetIfStopped(s.delayed.Timeout)
 	}
 }
 
 // readLoop feeds client messages to run; a close frame arrives as the
 // *websocket.CloseError that ends it.
-func (s *wsSession) readLoop(inbound chan<- wsoverhttp.Event, done chan<- error) {
+func (s *wsSession) readLoop() {
+	inbound, done := s.inbound, s.readErr
 	c := s.conn
 	c.SetReadLimit(int64(s.g.MaxMessageSize))
 	_ = c.SetReadDeadline(time.Now().Add(wsPongWait))
@@ -385,7 +465,7 @@ func (s *wsSession) write(mt int, data []byte) {
 		err = s.conn.WriteMessage(mt, data)
 	}
 	if err != nil {
-		s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("WebSocket write to %s: %w", s.r.RemoteAddr, err))
+		s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("WebSocket write to %s: %w", s.remoteAddr, err))
 		s.closing = true
 		return
 	}
@@ -411,8 +491,7 @@ func (s *wsSession) writeClose(code int, reason string) {
 // disconnect tells the origin the client is gone, in the background and
 // best effort, as Pushpin does.
 func (s *wsSession) disconnect() {
-	ctx := context.WithoutCancel(s.r.Context())
-	if _, err := s.post(ctx, []wsoverhttp.Event{{Type: wsoverhttp.Disconnect}}); err != nil {
+	if _, err := s.post(s.origin.context(), []wsoverhttp.Event{{Type: wsoverhttp.Disconnect}}); err != nil {
 		if ce := s.g.logger.Check(zap.DebugLevel, "DISCONNECT to origin failed"); ce != nil {
 			ce.Write(zap.Error(err), zap.String("connection_id", s.connID))
 		}
@@ -432,14 +511,9 @@ func messageType(t string) int {
 	return websocket.TextMessage
 }
 
-// resettableTimer is a timer that may be off (zero duration).
+// resettableTimer is a timer that may be off (zero duration), as it is
+// when zero.
 type resettableTimer struct{ t *time.Timer }
-
-func newResettableTimer(d time.Duration) *resettableTimer {
-	rt := &resettableTimer{}
-	rt.reset(d)
-	return rt
-}
 
 // reset re-arms the timer for d, or turns it off when d is zero.
 func (rt *resettableTimer) reset(d time.Duration) {

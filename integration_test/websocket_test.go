@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -726,4 +727,73 @@ func TestWebSocketOpenAnswerTypeMayHaveParameters(t *testing.T) {
 		t.Fatalf("dial: %v", err)
 	}
 	c.Close()
+}
+
+// A held WebSocket session runs on goroutines of its own: the handler
+// returns after the upgrade, so that an idle session keeps neither Caddy's
+// handler stack nor the request and its buffers.
+func TestHeldWebSocketsDoNotKeepTheirHandlerGoroutines(t *testing.T) {
+	const n = 10
+	o := newWSOrigin(t, func(req *wsRequest, reply *wsReply) {
+		if req.has(wsoverhttp.Open) {
+			reply.Events = append(reply.Events, subscribe("ws-held"))
+		}
+		echo(req, reply)
+	})
+	loadCaddyfile(t, gripSite(o.URL, ""))
+	conns := make([]*websocket.Conn, n)
+	for i := range conns {
+		conns[i], _ = dialWS(t, fmt.Sprintf("/held/%d", i), nil)
+	}
+	waitSubscribers(t, n)
+	eventually(t, "no WebSocket handler goroutine left", func() bool {
+		return goroutinesIn("caddygrip.(*Grip).serveWebSocket") == 0
+	})
+
+	// The sessions still work both ways, origin requests included.
+	publish(t, wsText("ws-held", "to all"))
+	for _, c := range conns {
+		expectText(t, c, "to all")
+	}
+	sendText(t, conns[n-1], "still there")
+	expectText(t, conns[n-1], "still there")
+}
+
+// goroutinesIn counts the goroutines of this process with fn on their
+// stack.
+func goroutinesIn(fn string) int {
+	buf := make([]byte, 1<<20)
+	for {
+		m := runtime.Stack(buf, true)
+		if m < len(buf) {
+			buf = buf[:m]
+			break
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+	n := 0
+	for _, g := range strings.Split(string(buf), "\n\n") {
+		if strings.Contains(g, fn+"(") {
+			n++
+		}
+	}
+	return n
+}
+
+// Messages far larger than a connection's read buffer arrive whole, both
+// ways.
+func TestWebSocketLargeMessagesArriveWhole(t *testing.T) {
+	o := newWSOrigin(t, echo)
+	loadCaddyfile(t, gripSite(o.URL, ""))
+	c, _ := dialWS(t, "/large", nil)
+	text := strings.Repeat("0123456789abcdef", 150000/16)
+	sendText(t, c, text)
+	expectText(t, c, text)
+	bin := bytes.Repeat([]byte{0, 1, 2, 0xff}, 64<<10/4)
+	if err := c.WriteMessage(websocket.BinaryMessage, bin); err != nil {
+		t.Fatal(err)
+	}
+	if mt, got := readWS(t, c); mt != websocket.BinaryMessage || !bytes.Equal(got, bin) {
+		t.Fatalf("binary echo: type %d, %d bytes, want %d", mt, len(got), len(bin))
+	}
 }
