@@ -115,21 +115,24 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 	s.gripExt, s.prefix = wsoverhttp.ParseGripExtension(res.header.Values("Sec-WebSocket-Extensions"))
 	s.applyHeaders(res.header)
 
+	// The read buffer is the hijacker's, which gorilla takes over when
+	// ReadBufferSize is 0: the session can then see whether it is empty.
 	up := websocket.Upgrader{
-		ReadBufferSize:  wsReadBufferSize,
 		CheckOrigin:     func(*http.Request) bool { return true }, // checked above
 		WriteBufferPool: wsWriteBufferPool,
 	}
 	if p := res.header.Get("Sec-WebSocket-Protocol"); p != "" {
 		up.Subprotocols = []string{p}
 	}
-	conn, err := up.Upgrade(hijacker{w}, r, clientHandshakeHeader(res.header))
+	hj := &hijacker{ResponseWriter: w}
+	conn, err := up.Upgrade(hj, r, clientHandshakeHeader(res.header))
 	if err != nil {
 		g.logger.Info("WebSocket upgrade failed", zap.Error(err))
 		go s.disconnect()
 		return nil // gorilla has answered the client
 	}
 	s.conn = conn
+	s.idleWait = newIdleWaiter(conn.NetConn(), hj.br)
 	if s.open(events[1:]) {
 		return nil
 	}
@@ -142,11 +145,20 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 }
 
 // hijacker reaches Hijack through Caddy's writer wrappers, which do not
-// implement http.Hijacker themselves.
-type hijacker struct{ http.ResponseWriter }
+// implement http.Hijacker themselves. It hands gorilla a small read buffer
+// of its own instead of net/http's.
+type hijacker struct {
+	http.ResponseWriter
+	br *bufio.Reader // the connection's read buffer, once hijacked
+}
 
-func (h hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return http.NewResponseController(h.ResponseWriter).Hijack()
+func (h *hijacker) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	conn, brw, err := http.NewResponseController(h.ResponseWriter).Hijack()
+	if err != nil || brw.Reader.Buffered() > 0 {
+		return conn, brw, err // gorilla refuses data sent before the handshake's end
+	}
+	h.br = bufio.NewReaderSize(conn, wsReadBufferSize)
+	return conn, bufio.NewReadWriter(h.br, brw.Writer), nil
 }
 
 // wsWriteBufferPool lends write buffers to connections only while they
@@ -236,4 +248,4 @@ func (g *Grip) failHandshake(w http.ResponseWriter, r *http.Request, err error) 
 }
 
 // Interface guards
-var _ http.Hijacker = hijacker{}
+var _ http.Hijacker = (*hijacker)(nil)

@@ -41,6 +41,8 @@ type wsSession struct {
 
 	closing bool // a close frame went to the client
 
+	idleWait func() // parks readLoop until the client sends something
+
 	wsLoop
 }
 
@@ -348,6 +350,7 @@ func (s *wsSession) readLoop() {
 	c.SetPongHandler(func(string) error { return c.SetReadDeadline(time.Now().Add(wsPongWait)) })
 	c.SetCloseHandler(func(int, string) error { return nil }) // run answers after the origin
 	for {
+		s.idleWait()
 		mt, data, err := c.ReadMessage()
 		if err != nil {
 			done <- err

@@ -1,0 +1,34 @@
+package caddygrip
+
+import (
+	"bufio"
+	"net"
+	"syscall"
+)
+
+// newIdleWaiter returns a function that parks until conn has something to
+// read, on a shallow stack: an idle session's reader then waits in a few
+// small frames instead of gorilla's read path, and its goroutine keeps a
+// 2 KB stack. It returns at once while br, the connection's read buffer,
+// holds data, and on any error (ReadMessage then meets it). Without a
+// buffer to look into or a raw connection it does not wait.
+func newIdleWaiter(conn net.Conn, br *bufio.Reader) func() {
+	sc, ok := conn.(syscall.Conn)
+	if !ok || br == nil {
+		return func() {}
+	}
+	raw, err := sc.SyscallConn()
+	if err != nil {
+		return func() {}
+	}
+	var b [1]byte
+	readable := func(fd uintptr) bool {
+		n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+		return n > 0 || err != syscall.EAGAIN
+	}
+	return func() {
+		if br.Buffered() == 0 {
+			_ = raw.Read(readable)
+		}
+	}
+}
