@@ -10,14 +10,15 @@ import (
 // read, on a shallow stack: an idle session's reader then waits in a few
 // small frames instead of gorilla's read path, and its goroutine keeps a
 // 2 KB stack. It returns at once while br, the connection's read buffer,
-// holds data, and on any error (ReadMessage then meets it). Without a
-// buffer to look into or a raw connection it does not wait.
+// holds data, and on any error (ReadMessage then meets it). It waits only
+// on a plain TCP connection: a wrapper (TLS, PROXY protocol) may hold
+// read data of its own that a peek at the socket would not see.
 func newIdleWaiter(conn net.Conn, br *bufio.Reader) func() {
-	sc, ok := conn.(syscall.Conn)
+	tc, ok := conn.(*net.TCPConn)
 	if !ok || br == nil {
 		return func() {}
 	}
-	raw, err := sc.SyscallConn()
+	raw, err := tc.SyscallConn()
 	if err != nil {
 		return func() {}
 	}
