@@ -233,6 +233,7 @@ func (s *session) holdResponse() error {
 	defer s.done()
 	// Checked after subscribing: a publish from then on is delivered, one
 	// from before shows in the channel's last published id.
+	s.settled = !s.canRetry()
 	if !s.settled && s.missedBeforeSubscribing() {
 		return s.retry("prev-id behind the channel")
 	}
@@ -247,22 +248,19 @@ func (s *session) holdResponse() error {
 				f := d.Item.HTTPResponse
 				switch {
 				case f.Action == hub.ActionHint:
-					return s.retry("hint")
+					if !s.settled {
+						return s.retry("hint")
+					}
 				case f.Action != hub.ActionSend:
 				case s.clientHas(d):
 					// The origin already gave the client this item; its
 					// publish reached the hub after the origin answered.
-				case s.gap(d) && s.settled:
-					// Out of re-requests: the held response sends the
-					// client back to the origin, which has what it lacks.
-					s.respond(s.inst.Status, s.inst.Header, s.inst.Body)
-					return nil
 				case s.gap(d):
-					return s.retry("prev-id gap")
+					return s.recoverResponse("prev-id gap")
 				default:
 					body, err := s.publishedBody(d)
 					if errors.Is(err, errPatchFailed) {
-						return s.retry(err.Error())
+						return s.recoverResponse(err.Error())
 					}
 					if err != nil {
 						continue // filtered out for this client
@@ -316,6 +314,25 @@ func (s *session) clientHas(d hub.Delivery) bool {
 	return c != nil && c.PrevID != "" && d.Item.ID == c.PrevID
 }
 
+// recoverResponse sends a client that lacks something back to the origin:
+// through a re-request, or, once settled, with the held response, so that
+// the client asks the origin itself rather than skip a message.
+func (s *session) recoverResponse(why string) error {
+	if s.settled {
+		s.respond(s.inst.Status, s.inst.Header, s.inst.Body)
+		return nil
+	}
+	return s.retry(why)
+}
+
+// canRetry reports whether the request may still be re-issued: not beyond
+// maxRetries, nor with a body (it was consumed). A hold that cannot is
+// settled: it keeps its one subscription to the end, since leaving and
+// joining again would miss what is published in between.
+func (s *session) canRetry() bool {
+	return s.retries < maxRetries && s.r.ContentLength == 0
+}
+
 // gap reports a delivered item that does not follow the client's prev-id.
 func (s *session) gap(d hub.Delivery) bool {
 	if d.Item.PrevID == "" {
@@ -332,13 +349,9 @@ func (s *session) gap(d hub.Delivery) bool {
 // retry re-issues the client's request to the origin, with Grip-Last for
 // each channel's prev-id, and serves whatever it answers. Requests with a
 // body are not re-issued (their body was consumed), nor beyond maxRetries:
-// those keep holding, settled.
+// those hold settled (see canRetry).
 func (s *session) retry(why string) error {
 	s.done()
-	if s.retries >= maxRetries || s.r.ContentLength != 0 {
-		s.settled = true
-		return s.holdResponse()
-	}
 	s.retries++
 	if c := s.g.logger.Check(zap.DebugLevel, "re-requesting from origin"); c != nil {
 		c.Write(zap.String("reason", why), zap.String("uri", s.r.RequestURI))

@@ -455,6 +455,22 @@ func TestSettledLongPollAnswersAGapWithTheHeldResponse(t *testing.T) {
 	}
 }
 
+func TestSettledLongPollKeepsItsSubscriptionThroughAHint(t *testing.T) {
+	channel, asked := aheadOfHub(t)
+	done := getBodyAsync(caddyURL + "/lp")
+	waitSettled(t, asked)
+	// One batch: leaving the channel for the hint would drop C with it.
+	publish(t, fmt.Sprintf(`{"items":[
+		{"channel":%[1]q,"formats":{"http-response":{"action":"hint"}}},
+		{"channel":%[1]q,"id":"C","formats":{"http-response":{"body":"pushed C\n"}}}]}`, channel))
+	if got := <-done; got != "pushed C\n" {
+		t.Fatalf("got %q, want the item published with the hint", got)
+	}
+	if n := asked.Load(); n != 6 {
+		t.Fatalf("origin asked %d times, want 6", n)
+	}
+}
+
 func TestHintReissuesTheRequest(t *testing.T) {
 	asked := 0
 	origin := startOrigin(t, func(w http.ResponseWriter, r *http.Request) {
