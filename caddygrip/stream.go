@@ -259,14 +259,18 @@ func (s *session) followNext(out streamSink) bool {
 			return false
 		}
 		out.add(body)
+		if inst == nil || (inst.Hold == HoldNone && inst.Next == nil) {
+			if s.flushStream(out) {
+				out.finish()
+			}
+			return false
+		}
+		// The channels change before the client sees the body: an item
+		// published once it has is for the new channels only.
+		s.adopt(inst)
 		if !s.flushStream(out) {
 			return false
 		}
-		if inst == nil || (inst.Hold == HoldNone && inst.Next == nil) {
-			out.finish()
-			return false
-		}
-		s.adopt(inst)
 		if inst.Hold == HoldStream {
 			return true
 		}
