@@ -32,7 +32,7 @@ type Config struct {
 	// and ended WakeInterval ago or more; otherwise it is queued, and one
 	// timer per channel starts the next round then, so each holder writes
 	// the whole run at once instead of one write per message. A round that
-	// lasts 10 × WakeInterval or more (a stuck holder, or a channel too wide
+	// lasts 40 × WakeInterval or more (a stuck holder, or a channel too wide
 	// to gain) lets publishes wake at once, as without pacing. Hints
 	// (Update), unsubscribing and ending a subscriber wake at once. Latency
 	// is unchanged for a channel published to less often than a round
