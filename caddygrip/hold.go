@@ -24,9 +24,6 @@ type session struct {
 	r       *http.Request
 	next    caddyhttp.Handler
 	retries int // origin re-requests for prev-id recovery and hints
-	// settled is set once re-requests are exhausted: the hold then waits
-	// for what follows the client's prev-id without asking the origin again.
-	settled bool
 	inst    *Instruct
 	sub     *hub.Subscriber
 	err     error // instructions rejected while deciding
@@ -233,8 +230,7 @@ func (s *session) holdResponse() error {
 	defer s.done()
 	// Checked after subscribing: a publish from then on is delivered, one
 	// from before shows in the channel's last published id.
-	s.settled = !s.canRetry()
-	if !s.settled && s.missedBeforeSubscribing() {
+	if s.canRetry() && s.missedBeforeSubscribing() {
 		return s.retry("prev-id behind the channel")
 	}
 	timer := time.NewTimer(s.inst.Timeout)
@@ -248,7 +244,7 @@ func (s *session) holdResponse() error {
 				f := d.Item.HTTPResponse
 				switch {
 				case f.Action == hub.ActionHint:
-					if !s.settled {
+					if s.canRetry() {
 						return s.retry("hint")
 					}
 				case f.Action != hub.ActionSend:
@@ -318,7 +314,7 @@ func (s *session) clientHas(d hub.Delivery) bool {
 // through a re-request, or, once settled, with the held response, so that
 // the client asks the origin itself rather than skip a message.
 func (s *session) recoverResponse(why string) error {
-	if s.settled {
+	if !s.canRetry() {
 		s.respond(s.inst.Status, s.inst.Header, s.inst.Body)
 		return nil
 	}

@@ -58,9 +58,13 @@ func eventually(t *testing.T, cond func() bool) {
 	}
 }
 
-func isClosed(s *Subscriber) bool {
+func isClosed(s *Subscriber) bool { return signalled(s.Closed()) }
+
+// signalled reports, without waiting, whether ch can be received from
+// (consuming a token if it holds one).
+func signalled(ch <-chan struct{}) bool {
 	select {
-	case <-s.Closed():
+	case <-ch:
 		return true
 	default:
 		return false

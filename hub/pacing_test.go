@@ -9,14 +9,7 @@ import (
 const testWake = 10 * time.Millisecond
 
 // wokenNow reports whether s has a Ready token, and consumes it.
-func wokenNow(s *Subscriber) bool {
-	select {
-	case <-s.Ready():
-		return true
-	default:
-		return false
-	}
-}
+func wokenNow(s *Subscriber) bool { return signalled(s.Ready()) }
 
 // pacedHub returns a hub with WakeInterval testWake and n stream
 // subscribers on "c", after a first publish that every one has taken, so
