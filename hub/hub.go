@@ -28,12 +28,13 @@ type Config struct {
 	SequencerMax int
 	// WakeInterval paces the wake-ups of a busy channel's subscribers. A
 	// channel wakes them in rounds: a publish wakes them at once only if
-	// the last round is over (nearly all its holders took their queues)
-	// and ended WakeInterval ago or more; otherwise it is queued, and one
+	// the last round is over (nearly all its holders took their queues, or
+	// none did for WakeInterval, so the rest are stuck and left out) and
+	// ended WakeInterval ago or more; otherwise it is queued, and one
 	// timer per channel starts the next round then, so each holder writes
 	// the whole run at once instead of one write per message. A round that
-	// lasts 40 × WakeInterval or more (a stuck holder, or a channel too wide
-	// to gain) lets publishes wake at once, as without pacing. Hints
+	// stays busy for 40 × WakeInterval or more (a channel too wide to gain)
+	// lets publishes wake at once, as without pacing. Hints
 	// (Update), unsubscribing and ending a subscriber wake at once. Latency
 	// is unchanged for a channel published to less often than a round
 	// takes plus WakeInterval. Default 10ms; negative wakes on every

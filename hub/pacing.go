@@ -13,7 +13,8 @@ import (
 // publisher waits. So a channel wakes its subscribers in rounds:
 //
 //   - A publish wakes them at once if the last round is over (nearly every
-//     woken holder has taken its queue) and ended WakeInterval ago or more,
+//     woken holder has taken its queue, or none has for WakeInterval: the
+//     rest are stuck) and ended WakeInterval ago or more,
 //     or if the last round began maxRoundIntervals × WakeInterval ago (so a
 //     stuck holder cannot hold a channel back for long), or if the channel
 //     is too wide to pace (see pacer.due).
@@ -36,6 +37,12 @@ const maxRoundIntervals = 40
 // set the pace of the others.
 const stragglers = 64
 
+// A round also counts as over once WakeInterval has passed with no holder
+// taking its queue: the holders still counted are stuck (mid-write to a
+// client that does not read) or late, not busy with the round, and they
+// take what is queued for them when they come back. The round ended at its
+// last take, so a stuck holder delays the others by at most WakeInterval.
+
 // pacer is a channel's wake-pacing state, guarded by the channel's mutex.
 type pacer struct {
 	lastWake time.Time   // when the last round began
@@ -45,12 +52,12 @@ type pacer struct {
 	wide     bool        // the last round was too long to pace (see due)
 }
 
-// running reports whether the last round is still in progress.
-func (p *pacer) running() bool {
+// running reports whether the last round is still in progress at now.
+func (p *pacer) running(now time.Time, w time.Duration) bool {
 	if p.round == nil {
 		return false
 	}
-	_, over := p.round.over()
+	_, over, _ := p.round.over(now, w)
 	return !over
 }
 
@@ -61,6 +68,7 @@ type wakeRound struct {
 	left      atomic.Int64 // tokens sent and not yet taken, plus 1 until sealed
 	threshold atomic.Int64 // left at or below which the round is over; -1 until sealed
 	doneAt    atomic.Int64 // 1 + nanoseconds from start to the end; 0 while running
+	lastTake  atomic.Int64 // 1 + nanoseconds from start to the seal or latest take; 0 until sealed
 }
 
 func newWakeRound(now time.Time) *wakeRound {
@@ -76,6 +84,7 @@ func (r *wakeRound) seal() {
 		return
 	}
 	r.threshold.Store((r.left.Load() - 1) / stragglers)
+	r.lastTake.Store(int64(time.Since(r.start)) + 1)
 	r.taken()
 }
 
@@ -84,18 +93,38 @@ func (r *wakeRound) taken() {
 	if r == nil {
 		return
 	}
-	if r.left.Add(-1) <= r.threshold.Load() && r.doneAt.Load() == 0 {
-		r.doneAt.CompareAndSwap(0, int64(time.Since(r.start))+1)
+	if r.doneAt.Load() != 0 {
+		return
+	}
+	at := int64(time.Since(r.start)) + 1
+	if r.left.Add(-1) <= r.threshold.Load() {
+		r.doneAt.CompareAndSwap(0, at)
+		return
+	}
+	for last := r.lastTake.Load(); last != 0 && last < at; last = r.lastTake.Load() {
+		if r.lastTake.CompareAndSwap(last, at) {
+			break
+		}
 	}
 }
 
-// over reports whether the round is over, and when it ended.
-func (r *wakeRound) over() (time.Time, bool) {
-	d := r.doneAt.Load()
-	if d == 0 {
-		return time.Time{}, false
+// over reports whether the round is over at now, and when it ended; idle
+// is how long without a take makes the holders still counted stuck. When
+// not over, next is when it will be unless a holder takes meanwhile.
+func (r *wakeRound) over(now time.Time, idle time.Duration) (end time.Time, ok bool, next time.Time) {
+	if d := r.doneAt.Load(); d != 0 {
+		return r.start.Add(time.Duration(d - 1)), true, time.Time{}
 	}
-	return r.start.Add(time.Duration(d - 1)), true
+	last := r.lastTake.Load()
+	if last == 0 || idle <= 0 {
+		return time.Time{}, false, now.Add(idle) // not sealed yet
+	}
+	end = r.start.Add(time.Duration(last - 1))
+	if next = end.Add(idle); now.Before(next) {
+		return time.Time{}, false, next
+	}
+	r.doneAt.CompareAndSwap(0, last)
+	return end, true, time.Time{}
 }
 
 // due says when the next round may begin, given it is now: ok if now;
@@ -109,13 +138,13 @@ func (p *pacer) due(now time.Time, w time.Duration) (at time.Time, ok bool) {
 		return now, true
 	}
 	span := maxRoundIntervals * w
-	end, over := p.round.over()
+	end, over, next := p.round.over(now, w)
 	if !over {
 		if p.wide || now.Sub(p.lastWake) >= span {
 			p.wide = true
 			return now, true
 		}
-		return minTime(now.Add(w), p.lastWake.Add(span)), false // look again then
+		return minTime(next, p.lastWake.Add(span)), false // look again then
 	}
 	if p.wide = end.Sub(p.round.start) >= span; p.wide {
 		return now, true
@@ -149,7 +178,7 @@ func (c *channel) wakeNowLocked(b *batch) (bool, *wakeRound) {
 		return true, nil // a later item of the receive pass that began the round
 	}
 	at, ok := p.due(b.now, w)
-	if ok && p.running() {
+	if ok && p.running(b.now, w) {
 		return true, nil // a wide channel: wake, and let the round in progress be measured
 	}
 	if ok {
@@ -190,7 +219,7 @@ func (c *channel) wakeHeld() {
 	}
 	p.armed = false
 	var r *wakeRound
-	if !p.running() {
+	if !p.running(now, w) {
 		p.lastWake = now
 		r = newWakeRound(now)
 		p.round = r
