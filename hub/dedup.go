@@ -5,6 +5,7 @@ import (
 	"hash/maphash"
 	"sync"
 	"time"
+	"unsafe"
 )
 
 // dedupShards spreads the id cache over independent locks.
@@ -31,9 +32,18 @@ type dedupEntry struct {
 	expires int64 // monotonic nanoseconds, as passed to check
 }
 
+// dedupEntryBytes is what one remembered id costs: its map slot and its
+// place in the fifo, for the byte budget.
+const dedupEntryBytes = 64
+
+// dedupKeepMin is the size under which a shard's map and fifo are never
+// rebuilt: small enough to cost nothing, large enough not to churn.
+const dedupKeepMin = 1024
+
 type dedupShard struct {
 	mu   sync.Mutex
 	seen map[dedupKey]int64 // key -> expiry
+	peak int                // most entries seen since the map was made: Go maps keep their buckets
 	// fifo holds keys in insertion order for expiry. With a fixed TTL it is
 	// sorted by expiry; after a TTL change it may not be, which only delays
 	// freeing memory, because lookups compare the expiry themselves.
@@ -63,7 +73,9 @@ func (d *dedup) key(channel, id string) dedupKey {
 
 // check records (channel, id) and reports whether it was already recorded
 // and unexpired at now (monotonic nanoseconds). shardHash picks the shard.
-func (d *dedup) check(shardHash uint64, channel, id string, now int64, ttl time.Duration) (dup bool) {
+// budget is the whole cache's byte budget: a shard at its share forgets its
+// oldest id for each new one.
+func (d *dedup) check(shardHash uint64, channel, id string, now int64, ttl time.Duration, budget int) (dup bool) {
 	key := d.key(channel, id)
 	sh := &d.shards[shardHash%dedupShards]
 	sh.mu.Lock()
@@ -75,9 +87,18 @@ func (d *dedup) check(shardHash uint64, channel, id string, now int64, ttl time.
 	if sh.seen == nil {
 		sh.seen = make(map[dedupKey]int64)
 	}
+	limit := max(budget/(dedupShards*dedupEntryBytes), 1)
+	for len(sh.seen) >= limit && sh.head < len(sh.fifo) {
+		e := sh.fifo[sh.head]
+		if exp, ok := sh.seen[e.key]; ok && exp == e.expires {
+			delete(sh.seen, e.key)
+		}
+		sh.head++
+	}
 	exp := now + int64(ttl)
 	sh.seen[key] = exp
 	sh.fifo = append(sh.fifo, dedupEntry{key: key, expires: exp})
+	sh.peak = max(sh.peak, len(sh.seen))
 	return false
 }
 
@@ -93,12 +114,40 @@ func (sh *dedupShard) expireLocked(now int64) {
 		}
 		sh.head++
 	}
-	// Compact once the dead prefix dominates, so the array does not grow forever.
+	// Compact once the dead prefix dominates, so the array does not grow
+	// forever; reallocate it when most of its capacity is unused.
 	if sh.head > 0 && sh.head >= len(sh.fifo)/2 {
-		n := copy(sh.fifo, sh.fifo[sh.head:])
-		sh.fifo = sh.fifo[:n]
+		live := sh.fifo[sh.head:]
+		if cap(sh.fifo) > dedupKeepMin && len(live) < cap(sh.fifo)/4 {
+			sh.fifo = append(make([]dedupEntry, 0, 2*len(live)), live...)
+		} else {
+			n := copy(sh.fifo, live)
+			sh.fifo = sh.fifo[:n]
+		}
 		sh.head = 0
 	}
+	// A Go map never gives back its buckets: after a burst has expired,
+	// copy the survivors into a map of their size.
+	if sh.peak > dedupKeepMin && len(sh.seen) < sh.peak/4 {
+		m := make(map[dedupKey]int64, len(sh.seen))
+		for k, v := range sh.seen {
+			m[k] = v
+		}
+		sh.seen, sh.peak = m, len(m)
+	}
+}
+
+// sizes returns the ids remembered and the bytes the cache holds for them:
+// map slots up to each map's peak, and the fifos' capacity.
+func (d *dedup) sizes() (entries, bytes int) {
+	for i := range d.shards {
+		sh := &d.shards[i]
+		sh.mu.Lock()
+		entries += len(sh.seen)
+		bytes += sh.peak*(dedupEntryBytes-int(unsafe.Sizeof(dedupEntry{}))) + cap(sh.fifo)*int(unsafe.Sizeof(dedupEntry{}))
+		sh.mu.Unlock()
+	}
+	return entries, bytes
 }
 
 // size counts remembered pairs, for tests.

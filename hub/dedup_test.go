@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -68,7 +69,7 @@ func TestDedupForgetsExpiredIDs(t *testing.T) {
 	d := newDedup()
 	const now, ttl = int64(1000), time.Second
 	for i, id := range []string{"a", "b", "c"} {
-		if d.check(uint64(i), "ch", id, now, ttl) {
+		if d.check(uint64(i), "ch", id, now, ttl, DefaultDedupBytes) {
 			t.Fatalf("%s reported as duplicate on first sight", id)
 		}
 	}
@@ -77,7 +78,7 @@ func TestDedupForgetsExpiredIDs(t *testing.T) {
 	}
 	later := now + int64(ttl)
 	for i := range 3 {
-		d.check(uint64(i), "ch", "new", later, ttl)
+		d.check(uint64(i), "ch", "new", later, ttl, DefaultDedupBytes)
 	}
 	if n := d.size(); n != 3 {
 		t.Fatalf("size after expiry = %d, want 3 (only the new ids)", n)
@@ -94,10 +95,55 @@ func TestDedupKeySeparatesChannelFromID(t *testing.T) {
 	if d.key("ab", "c") == d.key("a", "bc") {
 		t.Fatal(`("ab","c") and ("a","bc") share a key`)
 	}
-	if d.check(0, "ab", "c", 0, time.Minute) || d.check(0, "a", "bc", 0, time.Minute) {
+	if d.check(0, "ab", "c", 0, time.Minute, DefaultDedupBytes) || d.check(0, "a", "bc", 0, time.Minute, DefaultDedupBytes) {
 		t.Fatal("distinct pairs reported as duplicates")
 	}
-	if !d.check(0, "a", "bc", 1, time.Minute) {
+	if !d.check(0, "a", "bc", 1, time.Minute, DefaultDedupBytes) {
 		t.Fatal("repeat not reported as duplicate")
+	}
+}
+
+func TestDedupMapsShrinkAfterABurstExpires(t *testing.T) {
+	d := newDedup()
+	const ttl = time.Second
+	const burst = 1_000_000
+	for i := range burst {
+		d.check(uint64(i), "ch", fmt.Sprint(i), 0, ttl, DefaultDedupBytes)
+	}
+	entries, peakBytes := d.sizes()
+	if entries != burst {
+		t.Fatalf("after the burst: %d entries, want %d", entries, burst)
+	}
+	// Once the burst expires, one publish per shard finds it gone.
+	for i := range dedupShards {
+		d.check(uint64(i), "ch", "after", int64(ttl), ttl, DefaultDedupBytes)
+	}
+	entries, bytes := d.sizes()
+	if entries != dedupShards {
+		t.Fatalf("after expiry: %d entries, want %d", entries, dedupShards)
+	}
+	if limit := dedupShards * dedupKeepMin * dedupEntryBytes; bytes > limit {
+		t.Fatalf("after expiry the cache holds %d bytes (peak %d), want at most %d: maps not rebuilt", bytes, peakBytes, limit)
+	}
+	for i := range d.shards {
+		if p := d.shards[i].peak; p > dedupKeepMin {
+			t.Fatalf("shard %d still sized for %d entries", i, p)
+		}
+	}
+}
+
+func TestDedupStaysWithinItsByteBudget(t *testing.T) {
+	d := newDedup()
+	const budget = 1 << 20
+	for i := range 200_000 {
+		d.check(uint64(i), "ch", fmt.Sprint(i), 0, time.Minute, budget)
+	}
+	entries, _ := d.sizes()
+	if entries*dedupEntryBytes > budget {
+		t.Fatalf("%d ids (%d bytes) kept, budget %d", entries, entries*dedupEntryBytes, budget)
+	}
+	// The newest ids are the ones kept.
+	if !d.check(199_999, "ch", "199999", 1, time.Minute, budget) {
+		t.Fatal("the newest id was forgotten")
 	}
 }

@@ -26,6 +26,17 @@ type Config struct {
 	// SequencerMax is how many out-of-order items the sequencer holds per
 	// channel; default 100.
 	SequencerMax int
+	// SequencerBytes caps the bytes (Item.Cost) of the out-of-order items
+	// the sequencer holds per channel; an item past it is dropped and
+	// counted in SequencerDropped. Default 4 MiB.
+	SequencerBytes int
+	// DedupBytes is the memory budget of the (channel, id) de-dup cache;
+	// when full, the oldest ids are forgotten early. Default 64 MiB.
+	DedupBytes int
+	// LastIDBytes is the memory budget, names and ids counted, of the
+	// store of every channel's last published id; when full, the oldest
+	// channels are forgotten. Read when the hub is made. Default 64 MiB.
+	LastIDBytes int
 	// WakeInterval paces the wake-ups of a busy channel's subscribers. A
 	// channel wakes them in rounds: a publish wakes them at once only if
 	// the last round is over (nearly all its holders took their queues, or
@@ -49,7 +60,12 @@ const (
 	DefaultIDCacheTTL   = 60 * time.Second
 	DefaultMessageWait  = 5 * time.Second
 	DefaultSequencerMax = 100
-	DefaultWakeInterval = 10 * time.Millisecond
+	// DefaultSequencerBytes, DefaultDedupBytes and DefaultLastIDBytes bound
+	// the hub's caches in bytes.
+	DefaultSequencerBytes = 4 << 20
+	DefaultDedupBytes     = 64 << 20
+	DefaultLastIDBytes    = 64 << 20
+	DefaultWakeInterval   = 10 * time.Millisecond
 )
 
 // WithDefaults returns c with every zero (or invalid) field set to its
@@ -73,6 +89,15 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.WakeInterval == 0 {
 		c.WakeInterval = DefaultWakeInterval
+	}
+	if c.SequencerBytes <= 0 {
+		c.SequencerBytes = DefaultSequencerBytes
+	}
+	if c.DedupBytes <= 0 {
+		c.DedupBytes = DefaultDedupBytes
+	}
+	if c.LastIDBytes <= 0 {
+		c.LastIDBytes = DefaultLastIDBytes
 	}
 	return c
 }
@@ -100,6 +125,13 @@ type Stats struct {
 	// dropped: a second item on the same prev-id, the SequencerMax limit, or
 	// the channel losing its last subscriber.
 	SequencerDropped uint64
+	// The caches' current sizes: the sequencer's held items, the de-dup
+	// cache's ids and the last-id store's channels, each in entries and in
+	// bytes. DedupBytes counts the memory its maps and queues hold, which
+	// follows their peak until they are rebuilt after a burst expires.
+	SequencerEntries, SequencerBytes int
+	DedupEntries, DedupBytes         int
+	LastIDEntries, LastIDBytes       int
 }
 
 // Hub holds channels and their subscribers on one node: it de-duplicates,
@@ -125,13 +157,15 @@ type Hub struct {
 	published, delivered, duplicates, reordered atomic.Uint64
 	sequencerTimeouts, slowDisconnects          atomic.Uint64
 	sequencerDropped                            atomic.Uint64
+	seqHeld, seqBytes                           atomic.Int64
 }
 
 type busBox struct{ b Bus }
 
 // New returns a hub with cfg (defaults filled in) and a local bus.
 func New(cfg Config) *Hub {
-	h := &Hub{seed: maphash.MakeSeed(), epoch: time.Now(), dedup: newDedup(), lastPublished: newLastIDs(DefaultLastIDChannels)}
+	d := cfg.WithDefaults()
+	h := &Hub{seed: maphash.MakeSeed(), epoch: time.Now(), dedup: newDedup(), lastPublished: newLastIDs(DefaultLastIDChannels, d.LastIDBytes)}
 	for i := range h.shards {
 		h.shards[i].m = make(map[string]*channel)
 		h.shards[i].followed = make(map[string]struct{})
@@ -371,7 +405,7 @@ func (h *Hub) receiveRun(b *batch, name string, run []*Item) {
 	now := int64(b.now.Sub(h.epoch))
 	keep := b.keep[:0]
 	for _, it := range run {
-		if it.ID != "" && ttl > 0 && h.dedup.check(hash, name, it.ID, now, ttl) {
+		if it.ID != "" && ttl > 0 && h.dedup.check(hash, name, it.ID, now, ttl, b.cfg.DedupBytes) {
 			h.duplicates.Add(1)
 			continue
 		}
@@ -466,7 +500,14 @@ func (h *Hub) endAll(reason CloseReason) {
 
 // Stats returns a snapshot of the gauges and counters.
 func (h *Hub) Stats() Stats {
+	de, db := h.dedup.sizes()
 	return Stats{
+		SequencerEntries:  int(h.seqHeld.Load()),
+		SequencerBytes:    int(h.seqBytes.Load()),
+		DedupEntries:      de,
+		DedupBytes:        db,
+		LastIDEntries:     int(h.lastPublished.entries.Load()),
+		LastIDBytes:       int(h.lastPublished.bytes.Load()),
 		Channels:          int(h.channels.Load()),
 		Subscribers:       int(h.subscribers.Load()),
 		Published:         h.published.Load(),

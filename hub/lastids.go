@@ -1,6 +1,9 @@
 package hub
 
-import "sync"
+import (
+	"sync"
+	"sync/atomic"
+)
 
 // lastIDShards spreads the last-published-id store over locks.
 const lastIDShards = 16
@@ -9,24 +12,38 @@ const lastIDShards = 16
 // remembers, whether or not anyone is subscribed to them.
 const DefaultLastIDChannels = 1 << 20
 
+// lastIDEntryOverhead is what one remembered channel costs beside its name
+// and id (map slot and string headers), for the byte budget.
+const lastIDEntryOverhead = 48
+
 // lastIDs remembers the id of the last item published on each channel,
 // subscribers or not, so that a client returning with a stale prev-id can
 // be sent back to the origin instead of waiting for a publish it missed.
 // Each shard keeps two generations: when the current one fills, it becomes
 // the old one and the previous old one is dropped, so memory stays bounded
-// and recently published channels are kept.
+// and recently published channels are kept. A generation is full at
+// perGen entries or genBytes bytes (names, ids and overhead), whichever
+// comes first, so long names cannot grow it past the byte budget; an entry
+// larger than a whole generation is not remembered.
 type lastIDs struct {
-	perGen int
-	shards [lastIDShards]lastIDShard
+	perGen   int
+	genBytes int
+	shards   [lastIDShards]lastIDShard
+	entries  atomic.Int64
+	bytes    atomic.Int64
 }
 
 type lastIDShard struct {
-	mu       sync.Mutex
-	cur, old map[string]string
+	mu                 sync.Mutex
+	cur, old           map[string]string
+	curBytes, oldBytes int
 }
 
-func newLastIDs(channels int) *lastIDs {
-	l := &lastIDs{perGen: max(channels/(2*lastIDShards), 1)}
+func lastIDCost(channel, id string) int { return len(channel) + len(id) + lastIDEntryOverhead }
+
+// newLastIDs makes a store of at most channels entries and budget bytes.
+func newLastIDs(channels, budget int) *lastIDs {
+	l := &lastIDs{perGen: max(channels/(2*lastIDShards), 1), genBytes: max(budget/(2*lastIDShards), 1)}
 	for i := range l.shards {
 		l.shards[i].cur = make(map[string]string)
 	}
@@ -39,15 +56,33 @@ func (l *lastIDs) set(hash uint64, channel, id string) {
 	sh := &l.shards[hash%lastIDShards]
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	delete(sh.old, channel)
-	if id == "" {
+	if v, ok := sh.old[channel]; ok {
+		delete(sh.old, channel)
+		l.account(-1, -lastIDCost(channel, v))
+		sh.oldBytes -= lastIDCost(channel, v)
+	}
+	if v, ok := sh.cur[channel]; ok {
 		delete(sh.cur, channel)
+		l.account(-1, -lastIDCost(channel, v))
+		sh.curBytes -= lastIDCost(channel, v)
+	}
+	cost := lastIDCost(channel, id)
+	if id == "" || cost > l.genBytes {
 		return
 	}
-	if _, ok := sh.cur[channel]; !ok && len(sh.cur) >= l.perGen {
-		sh.old, sh.cur = sh.cur, make(map[string]string, l.perGen)
+	if len(sh.cur) >= l.perGen || sh.curBytes+cost > l.genBytes {
+		l.account(-len(sh.old), -sh.oldBytes)
+		sh.old, sh.oldBytes = sh.cur, sh.curBytes
+		sh.cur, sh.curBytes = make(map[string]string), 0
 	}
 	sh.cur[channel] = id
+	sh.curBytes += cost
+	l.account(1, cost)
+}
+
+func (l *lastIDs) account(entries, bytes int) {
+	l.entries.Add(int64(entries))
+	l.bytes.Add(int64(bytes))
 }
 
 // get returns the channel's last published id, if remembered.

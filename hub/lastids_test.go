@@ -2,6 +2,7 @@ package hub
 
 import (
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -27,7 +28,7 @@ func TestLastPublishedIDIsKeptWithoutSubscribers(t *testing.T) {
 }
 
 func TestLastIDsStayBounded(t *testing.T) {
-	l := newLastIDs(64) // 2 per generation per shard
+	l := newLastIDs(64, DefaultLastIDBytes) // 2 per generation per shard
 	for i := range 10000 {
 		ch := fmt.Sprint("c", i)
 		l.set(uint64(i), ch, "x")
@@ -61,5 +62,35 @@ func TestSubscribeRightAfterAPublishFoundNoChannelSeesItsID(t *testing.T) {
 	h.Publish([]*Item{item("late", "7", "")})
 	if seen != "7" {
 		t.Fatalf("a holder subscribing as the publish found no channel saw last id %q, want 7", seen)
+	}
+}
+
+func TestLastIDStoreKeepsLongChannelNamesWithinItsByteBudget(t *testing.T) {
+	const budget = DefaultLastIDBytes
+	h := New(Config{})
+	name := strings.Repeat("n", 990_000)
+	for i := range 300 {
+		ch := fmt.Sprint(name, i)
+		h.Publish([]*Item{item(ch, "x", "")})
+		if st := h.Stats(); st.LastIDBytes > budget {
+			t.Fatalf("after %d publishes the last-id store holds %d bytes, budget %d", i+1, st.LastIDBytes, budget)
+		}
+	}
+	st := h.Stats()
+	if st.LastIDEntries == 0 || st.LastIDEntries > budget/990_000 {
+		t.Fatalf("%d channels remembered, want between 1 and %d", st.LastIDEntries, budget/990_000)
+	}
+	var n int
+	for i := range h.lastPublished.shards {
+		sh := &h.lastPublished.shards[i]
+		for k, v := range sh.cur {
+			n += lastIDCost(k, v)
+		}
+		for k, v := range sh.old {
+			n += lastIDCost(k, v)
+		}
+	}
+	if n != st.LastIDBytes {
+		t.Fatalf("Stats says %d bytes, the store holds %d", st.LastIDBytes, n)
 	}
 }

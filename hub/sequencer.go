@@ -15,6 +15,7 @@ type sequencer struct {
 	lastKnown bool
 	// pending holds out-of-order items by the prev-id they wait for.
 	pending map[string]*heldItem
+	bytes   int    // Item.Cost of the pending items
 	arrival uint64 // arrival counter, to release expired items in order
 
 	timer   *time.Timer
@@ -52,12 +53,16 @@ func (c *channel) receiveLocked(b *batch, it *Item) {
 // or MessageWait passes.
 func (c *channel) holdLocked(b *batch, it *Item) {
 	q := &c.seq
-	if _, dup := q.pending[it.PrevID]; dup || len(q.pending) >= b.cfg.SequencerMax {
+	cost := it.Cost()
+	if _, dup := q.pending[it.PrevID]; dup || len(q.pending) >= b.cfg.SequencerMax || q.bytes+cost > b.cfg.SequencerBytes {
 		// Pushpin drops a second item waiting on the same prev-id, and any
-		// item past the per-channel limit.
+		// item past the per-channel limits.
 		b.h.sequencerDropped.Add(1)
 		return
 	}
+	q.bytes += cost
+	b.h.seqHeld.Add(1)
+	b.h.seqBytes.Add(int64(cost))
 	if q.pending == nil {
 		q.pending = make(map[string]*heldItem)
 	}
@@ -78,7 +83,7 @@ func (c *channel) sendLocked(b *batch, it *Item) {
 		if hi == nil {
 			break
 		}
-		delete(q.pending, id)
+		q.release(b.h, hi)
 		b.h.reordered.Add(1)
 		q.setLast(hi.item)
 		c.fanoutLocked(b, hi.item)
@@ -87,6 +92,15 @@ func (c *channel) sendLocked(b *batch, it *Item) {
 	if len(q.pending) == 0 {
 		q.stopTimer()
 	}
+}
+
+// release drops hi from the held items and their byte count.
+func (q *sequencer) release(h *Hub, hi *heldItem) {
+	delete(q.pending, hi.item.PrevID)
+	cost := hi.item.Cost()
+	q.bytes -= cost
+	h.seqHeld.Add(-1)
+	h.seqBytes.Add(-int64(cost))
 }
 
 // setLast records the id of the item just delivered; an item without one
@@ -146,7 +160,7 @@ func (c *channel) expireLocked(b *batch) {
 		if q.pending[hi.item.PrevID] != hi {
 			continue // released meanwhile by an earlier item's chain
 		}
-		delete(q.pending, hi.item.PrevID)
+		q.release(b.h, hi)
 		b.h.reordered.Add(1)
 		b.h.sequencerTimeouts.Add(1)
 		c.sendLocked(b, hi.item)
@@ -167,8 +181,10 @@ func (c *channel) expireLocked(b *batch) {
 func (q *sequencer) reset(h *Hub) {
 	if n := len(q.pending); n > 0 {
 		h.sequencerDropped.Add(uint64(n))
+		h.seqHeld.Add(-int64(n))
+		h.seqBytes.Add(-int64(q.bytes))
 	}
-	q.pending = nil
+	q.pending, q.bytes = nil, 0
 	q.stopTimer()
 	q.lastID, q.lastKnown = "", false
 }

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"fmt"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -199,4 +200,31 @@ func TestItemWithoutPrevIDIsNeverHeld(t *testing.T) {
 	publish(h, item("c", "5", ""))
 	wantIDs(t, "deliveries", taken(s), "c:5")
 	wantLast(t, h, "5", true)
+}
+
+func TestSequencerDropsHeldItemsPastItsByteCap(t *testing.T) {
+	h, s := seqHub(t, Config{SequencerBytes: 3 << 20, QueueBytes: 8 << 20})
+	publish(h, item("c", "0", ""))
+	wantIDs(t, "first", taken(s), "c:0")
+	big := func(id, prev string) *Item {
+		it := item("c", id, prev)
+		it.HTTPStream.Content = make([]byte, 1<<20)
+		return it
+	}
+	// Items waiting on 1..5, 1 MB each: two fit under 3 MB, the rest drop.
+	for i := 2; i <= 6; i++ {
+		publish(h, big(fmt.Sprint(i), fmt.Sprint(i-1)))
+	}
+	st := h.Stats()
+	if st.SequencerEntries != 2 || st.SequencerDropped != 3 {
+		t.Fatalf("held %d, dropped %d; want 2 held and 3 dropped", st.SequencerEntries, st.SequencerDropped)
+	}
+	if st.SequencerBytes > 3<<20 || st.SequencerBytes < 2<<20 {
+		t.Fatalf("held %d bytes, want 2 MB to 3 MB", st.SequencerBytes)
+	}
+	publish(h, item("c", "1", "0"))
+	wantIDs(t, "chain", taken(s), "c:1", "c:2", "c:3")
+	if st := h.Stats(); st.SequencerEntries != 0 || st.SequencerBytes != 0 {
+		t.Fatalf("after release: %d held, %d bytes, want none", st.SequencerEntries, st.SequencerBytes)
+	}
 }
