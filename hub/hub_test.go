@@ -204,14 +204,20 @@ func TestStatsCountChannelsSubscribersAndDeliveries(t *testing.T) {
 	h.Subscribe(b, "y") // idempotent
 	h.Publish([]*Item{item("y", "1", ""), item("nobody", "2", "")})
 
-	want := Stats{Channels: 2, Subscribers: 2, Published: 2, Delivered: 2}
-	if st := h.Stats(); st != want {
+	want := Stats{Channels: 2, Subscribers: 2, Published: 2, Delivered: 2,
+		DedupEntries: 2, LastIDEntries: 2, LastIDBytes: lastIDCost("y", "1") + lastIDCost("nobody", "2")}
+	st := h.Stats()
+	if st.DedupBytes < 2*dedupEntryBytes {
+		t.Fatalf("DedupBytes = %d for 2 ids, want at least %d", st.DedupBytes, 2*dedupEntryBytes)
+	}
+	st.DedupBytes = 0
+	if st != want {
 		t.Fatalf("stats = %+v, want %+v", st, want)
 	}
 	h.Unsubscribe(a, "y")
 	h.UnsubscribeAll(b)
 	want.Channels, want.Subscribers = 1, 1
-	if st := h.Stats(); st != want {
+	if st := h.Stats(); st.DedupBytes == 0 || func() bool { st.DedupBytes = 0; return st != want }() {
 		t.Fatalf("after unsubscribe stats = %+v, want %+v", st, want)
 	}
 	if got := a.Channels(); !slices.Equal(got, []string{"x"}) {
@@ -356,14 +362,16 @@ func TestConfigureWhilePublishingKeepsDelivering(t *testing.T) {
 
 func TestConfigWithDefaults(t *testing.T) {
 	got := Config{IDCacheTTL: -1}.WithDefaults()
-	want := Config{QueueBytes: 1 << 20, QueueItems: 1000, IDCacheTTL: -1, MessageWait: 5 * time.Second, SequencerMax: 100, WakeInterval: 10 * time.Millisecond}
+	want := Config{QueueBytes: 1 << 20, QueueItems: 1000, IDCacheTTL: -1, MessageWait: 5 * time.Second, SequencerMax: 100, WakeInterval: 10 * time.Millisecond,
+		SequencerBytes: 4 << 20, DedupBytes: 64 << 20, LastIDBytes: 64 << 20}
 	if got != want {
 		t.Fatalf("WithDefaults = %+v, want %+v", got, want)
 	}
 	if got := (Config{}).WithDefaults().IDCacheTTL; got != 60*time.Second {
 		t.Fatalf("default IDCacheTTL = %v, want 60s", got)
 	}
-	keep := Config{QueueBytes: 7, QueueItems: 8, IDCacheTTL: time.Second, MessageWait: time.Millisecond, SequencerMax: 3, WakeInterval: -1}
+	keep := Config{QueueBytes: 7, QueueItems: 8, IDCacheTTL: time.Second, MessageWait: time.Millisecond, SequencerMax: 3, WakeInterval: -1,
+		SequencerBytes: 9, DedupBytes: 10, LastIDBytes: 11}
 	if got := keep.WithDefaults(); got != keep {
 		t.Fatalf("WithDefaults changed set fields: %+v", got)
 	}
