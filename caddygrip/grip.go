@@ -134,21 +134,21 @@ func (g *Grip) Provision(ctx caddy.Context) error {
 	if g.WriteTimeout <= 0 {
 		g.WriteTimeout = caddy.Duration(defaultWriteTimeout)
 	}
-	if key := repl.ReplaceKnown(g.SigKey, ""); key != "" {
-		k, err := ParseSigKey(key)
+	sig, err := parseKeyOption(repl, "sig_key", g.SigKey)
+	if err != nil {
+		return err
+	}
+	if sig != nil {
+		iss, err := replaceSet(repl, "sig_iss", g.SigIss)
 		if err != nil {
-			return fmt.Errorf("sig_key: %w", err)
+			return err
 		}
-		if g.signer, err = NewSigner(k, repl.ReplaceKnown(g.SigIss, ""), 0); err != nil {
+		if g.signer, err = NewSigner(sig, iss, 0); err != nil {
 			return fmt.Errorf("sig_key: %w", err)
 		}
 	}
-	if key := repl.ReplaceKnown(g.UpstreamKey, ""); key != "" {
-		k, err := ParseSigKey(key)
-		if err != nil {
-			return fmt.Errorf("upstream_key: %w", err)
-		}
-		g.upstream = k
+	if g.upstream, err = parseKeyOption(repl, "upstream_key", g.UpstreamKey); err != nil {
+		return err
 	}
 	if err := g.ref.acquire(g.Hub, g.logger); err != nil {
 		return fmt.Errorf("hub %q: %w", g.Hub, err)

@@ -29,18 +29,24 @@ type Publish struct {
 	// Hub names the hub to publish to. Default: "default".
 	Hub string `json:"hub,omitempty"`
 
-	// Key, when set, is required as "Authorization: Bearer <key>"; a JWT
-	// signed with it (HS256, as GRIP libraries make from an issuer and
-	// key) is accepted too. Pushpin's endpoint has no authentication, so
-	// keep it on a private listener when no key is set.
+	// Key, when set, requires "Authorization: Bearer <token>" on every
+	// publish. It takes the sig_key forms: a plain secret, "base64:<b64>",
+	// "file:<path>" (a PEM key or a hex secret) or a JWK. With a secret
+	// (plain, base64, hex file, JWK "oct") the token is the decoded secret
+	// itself or an HS256/384/512 JWT signed with it; with an EC or RSA key
+	// only a JWT that key verifies is accepted. A JWT needs "exp" in the
+	// future, and "nbf", if present, not after now. The configured text
+	// ("file:...", the JWK) is never a token. Set but empty after
+	// placeholders is an error. Pushpin's endpoint has no authentication,
+	// so keep it on a private listener when no key is set.
 	Key string `json:"key,omitempty"`
 
 	// MaxBodySize caps a publish request body, in bytes. Default: 1000000.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
 	ref    hubRef
-	key    []byte
-	jwtKey *SigKey
+	jwtKey *SigKey // the parsed key; nil when no key is set
+	secret []byte  // its HMAC secret, the only plain bearer token; nil for EC and RSA keys
 	logger *zap.Logger
 }
 
@@ -58,17 +64,24 @@ func (p *Publish) Provision(ctx caddy.Context) error {
 	if p.MaxBodySize <= 0 {
 		p.MaxBodySize = defaultMaxPublishBody
 	}
-	if key := caddy.NewReplacer().ReplaceKnown(p.Key, ""); key != "" {
-		p.key = []byte(key)
-		k, err := ParseSigKey(key)
-		if err != nil {
-			return fmt.Errorf("key: %w", err)
-		}
-		p.jwtKey = k
+	if err := p.parseKey(); err != nil {
+		return err
 	}
 	if err := p.ref.acquire(p.Hub, p.logger); err != nil {
 		return fmt.Errorf("hub %q: %w", p.Hub, err)
 	}
+	return nil
+}
+
+// parseKey reads Key (placeholders replaced) into jwtKey and secret; a Key
+// set but empty after placeholders is an error, so a missing variable
+// never turns authentication off.
+func (p *Publish) parseKey() error {
+	k, err := parseKeyOption(caddy.NewReplacer(), "key", p.Key)
+	if err != nil || k == nil {
+		return err
+	}
+	p.jwtKey, p.secret = k, k.Secret()
 	return nil
 }
 
@@ -129,10 +142,11 @@ func (p *Publish) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	return nil
 }
 
-// authorized checks the bearer token: the key itself, or a valid JWT
-// signed with it.
+// authorized checks the bearer token: the parsed secret itself (HMAC keys
+// only), or a JWT the key verifies, with exp in the future and nbf, if any,
+// not after now.
 func (p *Publish) authorized(auth string) bool {
-	if p.key == nil {
+	if p.jwtKey == nil {
 		return true
 	}
 	const prefix = "Bearer "
@@ -140,10 +154,10 @@ func (p *Publish) authorized(auth string) bool {
 		return false
 	}
 	tok := strings.TrimSpace(auth[len(prefix):])
-	if subtle.ConstantTimeCompare([]byte(tok), p.key) == 1 {
+	if p.secret != nil && subtle.ConstantTimeCompare([]byte(tok), p.secret) == 1 {
 		return true
 	}
-	return strings.Count(tok, ".") == 2 && p.jwtKey.Verify(tok)
+	return strings.Count(tok, ".") == 2 && p.jwtKey.VerifyPublish(tok)
 }
 
 // reject logs a refused publish; publishers get the reason in the body.

@@ -218,6 +218,37 @@ func (s *Signer) sign(t time.Time) (*signedToken, error) {
 	return &signedToken{token: tok, signedAt: now, refreshAt: now + (expires-now)/2, expires: expires}, nil
 }
 
+// Secret returns the key's HMAC secret as parsed (the decoded bytes of a
+// base64:, hex file or JWK "oct" key), so a plain bearer token is compared
+// with the secret itself, never with the configured text; nil for an EC or
+// RSA key, which only verifies signed tokens.
+func (k *SigKey) Secret() []byte {
+	if b, ok := k.verifyKey.([]byte); ok {
+		return b
+	}
+	return nil
+}
+
+// VerifyPublish reports whether token is a valid publish token: Verify's
+// checks, and "nbf", when present, not in the future, so a token made for
+// later cannot publish now.
+func (k *SigKey) VerifyPublish(token string) bool {
+	if token == "" || len(token) > maxSigTokenLen {
+		return false
+	}
+	_, err := k.parser.ParseWithClaims(token, &expNbfClaims{}, k.keyFunc)
+	return err == nil
+}
+
+// expNbfClaims is what VerifyPublish looks at: exp, and nbf, which the
+// parser checks whenever GetNotBefore returns one.
+type expNbfClaims struct {
+	expClaim
+	Nbf *jwt.NumericDate `json:"nbf"`
+}
+
+func (c *expNbfClaims) GetNotBefore() (*jwt.NumericDate, error) { return c.Nbf, nil }
+
 // expClaim is the only claim Verify looks at. Decoding into it (instead of
 // RegisteredClaims) keeps unusual iss/aud/nbf values from rejecting a token
 // Pushpin would accept.
