@@ -4,7 +4,10 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
+
+	"go.uber.org/zap"
 )
 
 // A held HTTP/1.1 stream need not keep its handler goroutine, with Caddy's
@@ -37,6 +40,7 @@ func (s *session) hijackStream(rc *http.ResponseController) bool {
 	if brw.Writer.Buffered() > 0 {
 		_ = brw.Writer.Flush()
 	}
+	sent := brw.Reader.Buffered() // read ahead of the request by net/http
 	// The stream keeps only what its loop needs: holding the request or
 	// the response writer would keep net/http's connection state, its
 	// buffers and Caddy's writer chain alive for the whole hold.
@@ -50,7 +54,7 @@ func (s *session) hijackStream(rc *http.ResponseController) bool {
 		links:      s.links,
 		retries:    s.retries,
 	}
-	hs := &hijackedStream{s: lite, conn: conn, timeout: time.Duration(s.g.WriteTimeout), left: make(chan struct{})}
+	hs := &hijackedStream{s: lite, conn: conn, timeout: time.Duration(s.g.WriteTimeout), left: make(chan struct{}), sent: sent}
 	s.g.sessions.Add(1)
 	go hs.run()
 	return true
@@ -64,6 +68,7 @@ type hijackedStream struct {
 	timeout time.Duration
 	out     []byte
 	left    chan struct{} // closed when the client has left
+	sent    int           // bytes the client sent after its request, before the hijack
 }
 
 // run holds the stream until it ends, then closes the connection.
@@ -72,18 +77,45 @@ func (hs *hijackedStream) run() {
 	defer s.g.sessions.Done()
 	defer hs.conn.Close()
 	defer s.done()
-	go func() {
-		// Nothing more is expected from the client; a read returns only
-		// when it leaves (or the connection is closed here).
-		var b [1]byte
-		for {
-			if _, err := hs.conn.Read(b[:]); err != nil {
-				close(hs.left)
-				return
-			}
-		}
-	}()
+	go hs.readUntilGone()
 	s.streamLoop(hs)
+}
+
+// maxBytesAfterRequest is what a held client may send after its request
+// before it is cut off: nothing more is expected from it.
+const maxBytesAfterRequest = 64 << 10
+
+// streamReadBuffers lend read buffers to held streams only while a read
+// runs, so that idle streams hold none.
+var streamReadBuffers = sync.Pool{New: func() any { return new([16 << 10]byte) }}
+
+// readUntilGone reads and discards what the client sends, in large reads,
+// and closes left when it leaves, the connection is closed here, or it has
+// sent more than maxBytesAfterRequest.
+func (hs *hijackedStream) readUntilGone() {
+	defer close(hs.left)
+	wait, parks := newIdleWaiter(hs.conn, nil)
+	var small [512]byte // where the wait cannot park, a read blocks on this
+	for n := hs.sent; n <= maxBytesAfterRequest; {
+		wait()
+		buf := small[:]
+		var pooled *[16 << 10]byte
+		if parks {
+			pooled = streamReadBuffers.Get().(*[16 << 10]byte)
+			buf = pooled[:]
+		}
+		m, err := hs.conn.Read(buf)
+		if pooled != nil {
+			streamReadBuffers.Put(pooled)
+		}
+		if err != nil {
+			return
+		}
+		n += m
+	}
+	if ce := hs.s.g.logger.Check(zap.DebugLevel, "cutting a held client that sent too much after its request"); ce != nil {
+		ce.Write(zap.String("remote", hs.s.remote()), zap.Int("limit", maxBytesAfterRequest))
+	}
 }
 
 // add queues one chunk.

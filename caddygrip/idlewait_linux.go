@@ -12,15 +12,16 @@ import (
 // 2 KB stack. It returns at once while br, the connection's read buffer,
 // holds data, and on any error (ReadMessage then meets it). It waits only
 // on a plain TCP connection: a wrapper (TLS, PROXY protocol) may hold
-// read data of its own that a peek at the socket would not see.
-func newIdleWaiter(conn net.Conn, br *bufio.Reader) func() {
+// read data of its own that a peek at the socket would not see. parks
+// reports whether it waits; br may be nil when there is no read buffer.
+func newIdleWaiter(conn net.Conn, br *bufio.Reader) (wait func(), parks bool) {
 	tc, ok := conn.(*net.TCPConn)
-	if !ok || br == nil {
-		return func() {}
+	if !ok {
+		return func() {}, false
 	}
 	raw, err := tc.SyscallConn()
 	if err != nil {
-		return func() {}
+		return func() {}, false
 	}
 	var b [1]byte
 	readable := func(fd uintptr) bool {
@@ -28,8 +29,8 @@ func newIdleWaiter(conn net.Conn, br *bufio.Reader) func() {
 		return n > 0 || err != syscall.EAGAIN
 	}
 	return func() {
-		if br.Buffered() == 0 {
+		if br == nil || br.Buffered() == 0 {
 			_ = raw.Read(readable)
 		}
-	}
+	}, true
 }

@@ -7,5 +7,5 @@ import (
 	"net"
 )
 
-// newIdleWaiter does not wait: readers park in gorilla's read path.
-func newIdleWaiter(net.Conn, *bufio.Reader) func() { return func() {} }
+// newIdleWaiter does not wait: readers park in their read call.
+func newIdleWaiter(net.Conn, *bufio.Reader) (wait func(), parks bool) { return func() {}, false }

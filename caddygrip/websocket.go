@@ -24,7 +24,7 @@ import (
 // WebSocket-over-HTTP limits and timers, Pushpin's where it has them.
 const (
 	defaultMaxMessageSize = 1 << 20
-	wohMaxResponse        = 1000000 // the largest origin response body
+	wohMinResponse        = 1000000 // the smallest origin response body limit, Pushpin's
 	wohMaxBatch           = 200000  // client bytes batched into one request
 	minKeepAliveInterval  = 20 * time.Second
 	wsPingInterval        = 30 * time.Second
@@ -33,6 +33,18 @@ const (
 	wsDrainWait           = 5 * time.Second  // on exit, for sessions to tell their origin
 	originCallTimeout     = 60 * time.Second // one WebSocket-over-HTTP request
 )
+
+// wohResponseLimit is the largest origin response body: at least
+// Pushpin's, and enough for the origin to echo the largest batch a session
+// posts (up to wohMaxBatch bytes, then a message of up to maxMessage),
+// with each event's header.
+func wohResponseLimit(maxMessage int) int {
+	return max(wohMinResponse, wohMaxBatch+maxMessage+wohEventOverhead)
+}
+
+// wohEventOverhead is more than one event's framing: "BINARY", a space, a
+// hexadecimal length and two CRLFs.
+const wohEventOverhead = 64
 
 // isWebSocketUpgrade reports an HTTP/1.1 WebSocket handshake request.
 func isWebSocketUpgrade(r *http.Request) bool {
@@ -85,7 +97,7 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	s := &wsSession{
 		g:          g,
-		origin:     newDetachedOriginRequest(r, next, wohMaxResponse),
+		origin:     newDetachedOriginRequest(r, next, wohResponseLimit(g.MaxMessageSize)),
 		remoteAddr: r.RemoteAddr,
 		connID:     newConnectionID(),
 		base:       wohBaseHeader(r.Header),
@@ -128,11 +140,14 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 	conn, err := up.Upgrade(hj, r, clientHandshakeHeader(res.header))
 	if err != nil {
 		g.logger.Info("WebSocket upgrade failed", zap.Error(err))
-		go s.disconnect()
+		s.disconnectLater()
 		return nil // gorilla has answered the client
 	}
 	s.conn = conn
-	s.idleWait = newIdleWaiter(conn.NetConn(), hj.br)
+	s.idleWait = func() {}
+	if hj.br != nil {
+		s.idleWait, _ = newIdleWaiter(conn.NetConn(), hj.br)
+	}
 	if s.open(events[1:]) {
 		return nil
 	}

@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
@@ -52,6 +53,7 @@ type wsSession struct {
 type wsLoop struct {
 	inbound chan wsoverhttp.Event // client messages, from readLoop
 	readErr chan error            // the error that ended readLoop
+	stopped chan struct{}         // closed when run returns: readLoop's way out
 	results chan originResult     // the origin request in flight
 
 	pending      []wsoverhttp.Event // for the next origin request
@@ -154,6 +156,8 @@ func (s *wsSession) run() {
 	defer s.end()
 	s.inbound = make(chan wsoverhttp.Event, 4) // a little read-ahead; the origin gets batches anyway
 	s.readErr = make(chan error, 1)
+	s.stopped = make(chan struct{})
+	defer close(s.stopped)
 	s.results = make(chan originResult, 1)
 	go s.readLoop()
 	s.idle.reset(s.keepAliveInterval)
@@ -207,12 +211,16 @@ func (s *wsSession) onClientMessage(ev wsoverhttp.Event) {
 // onClientEnd handles the error that ended readLoop: a close frame, or the
 // client vanishing. It reports whether the session is over.
 func (s *wsSession) onClientEnd(err error) (over bool) {
+	if errors.Is(err, errInvalidUTF8) {
+		// RFC 6455 section 8.1: the connection fails with 1007.
+		s.writeClose(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in text message")
+		s.disconnectLater()
+		return true
+	}
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code == websocket.CloseAbnormalClosure || s.detached {
 		// The client vanished without a close frame.
-		if !s.detached {
-			go s.disconnect()
-		}
+		s.disconnectLater()
 		return true
 	}
 	s.clientDone, s.closeDeadline = true, nil
@@ -303,6 +311,9 @@ func (s *wsSession) onDeliveries() {
 // onUnsubscribed ends the session its subscriber was closed under.
 func (s *wsSession) onUnsubscribed() (over bool) {
 	if s.sub.Reason() == hub.ReasonSlow {
+		// Cut off as a slow consumer: gone for the origin, as a client
+		// that vanished is.
+		s.disconnectLater()
 		return true
 	}
 	// Shutting down: the process may exit right after, so the origin is
@@ -343,7 +354,7 @@ func (s *wsSession) afterEvent(ctx context.Context) {
 // readLoop feeds client messages to run; a close frame arrives as the
 // *websocket.CloseError that ends it.
 func (s *wsSession) readLoop() {
-	inbound, done := s.inbound, s.readErr
+	inbound, done, stopped := s.inbound, s.readErr, s.stopped
 	c := s.conn
 	c.SetReadLimit(int64(s.g.MaxMessageSize))
 	_ = c.SetReadDeadline(time.Now().Add(wsPongWait))
@@ -360,8 +371,15 @@ func (s *wsSession) readLoop() {
 		t := wsoverhttp.Text
 		if mt == websocket.BinaryMessage {
 			t = wsoverhttp.Binary
+		} else if !utf8.Valid(data) {
+			done <- errInvalidUTF8 // gorilla does not check
+			return
 		}
-		inbound <- wsoverhttp.Event{Type: t, Content: data}
+		select {
+		case inbound <- wsoverhttp.Event{Type: t, Content: data}:
+		case <-stopped: // the session ended while the origin was behind
+			return
+		}
 	}
 }
 
@@ -455,9 +473,16 @@ func (s *wsSession) flushDelayed() {
 }
 
 // write sends one message to the client under the write deadline; a client
-// that cannot take it is a slow consumer.
+// that cannot take it is a slow consumer. A ping or pong over the control
+// frame limit is dropped: it is no fault of the client's.
 func (s *wsSession) write(mt int, data []byte) {
 	if s.closing {
+		return
+	}
+	if (mt == websocket.PingMessage || mt == websocket.PongMessage) && len(data) > maxControlPayload {
+		if ce := s.g.logger.Check(zap.DebugLevel, "dropping a ping or pong over 125 bytes"); ce != nil {
+			ce.Write(zap.Int("bytes", len(data)), zap.String("connection_id", s.connID))
+		}
 		return
 	}
 	_ = s.conn.SetWriteDeadline(time.Now().Add(time.Duration(s.g.WriteTimeout)))
@@ -484,15 +509,25 @@ func (s *wsSession) writeClose(code int, reason string) {
 		return
 	}
 	s.closing = true
-	msg := websocket.FormatCloseMessage(code, reason)
-	if code <= 0 || code == websocket.CloseNoStatusReceived {
-		msg = websocket.FormatCloseMessage(websocket.CloseNormalClosure, "")
-	}
+	msg := closePayload(code, reason)
 	_ = s.conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Duration(s.g.WriteTimeout)))
 }
 
-// disconnect tells the origin the client is gone, in the background and
-// best effort, as Pushpin does.
+// disconnectLater runs disconnect in the background, unless the origin
+// leg is detached; the exit drain waits for it, within wsDrainWait.
+func (s *wsSession) disconnectLater() {
+	if s.detached {
+		return
+	}
+	s.g.sessions.Add(1)
+	go func() {
+		defer s.g.sessions.Done()
+		s.disconnect()
+	}()
+}
+
+// disconnect tells the origin the client is gone, best effort, as Pushpin
+// does.
 func (s *wsSession) disconnect() {
 	if _, err := s.post(s.origin.context(), []wsoverhttp.Event{{Type: wsoverhttp.Disconnect}}); err != nil {
 		if ce := s.g.logger.Check(zap.DebugLevel, "DISCONNECT to origin failed"); ce != nil {
