@@ -131,7 +131,12 @@ func (p *Publish) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		writeText(w, http.StatusBadRequest, err.Error()+"\n")
 		return nil
 	}
-	p.ref.hub.Publish(items)
+	if err := p.ref.hub.Publish(items); err != nil {
+		p.logger.Warn("publish not delivered", zap.Error(err), zap.String("remote", r.RemoteAddr))
+		w.Header().Set("Retry-After", "1")
+		writeText(w, http.StatusServiceUnavailable, "Service Unavailable: "+err.Error()+"\n")
+		return nil
+	}
 	if asJSON {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)

@@ -352,8 +352,9 @@ func (h *Hub) UnsubscribeAll(s *Subscriber) {
 // Publish sends items through the bus to every node that follows their
 // channels. With the local bus it returns once every item is enqueued to
 // subscribers or held by the sequencer; it never blocks on a subscriber.
-// Nil items are skipped.
-func (h *Hub) Publish(items []*Item) {
+// Nil items are skipped. It returns the bus's error, such as a NATS bus
+// being disconnected, so that the publisher can be told to retry.
+func (h *Hub) Publish(items []*Item) error {
 	n := 0
 	for _, it := range items {
 		if it != nil {
@@ -361,11 +362,23 @@ func (h *Hub) Publish(items []*Item) {
 		}
 	}
 	if n == 0 {
-		return
+		return nil
 	}
-	h.published.Add(uint64(n))
 	if err := h.currentBus().Publish(items); err != nil {
 		h.logError("bus publish failed", items[0].Channel, err)
+		return err
+	}
+	h.published.Add(uint64(n))
+	return nil
+}
+
+// Missed tells the hub that channels may have missed items (a bus
+// reconnected or dropped messages): their holds are updated as by a hint,
+// so response holds re-request the origin and streams fetch their next
+// link instead of silently keeping a gap.
+func (h *Hub) Missed(channels []string) {
+	for _, ch := range channels {
+		h.Update(ch)
 	}
 }
 

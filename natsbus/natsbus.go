@@ -1,0 +1,344 @@
+// Package natsbus joins the hubs of several nodes over NATS: it implements
+// hub.Bus with one core NATS subject per channel, followed while the node
+// has local subscribers. It imports nothing from Caddy.
+package natsbus
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/caddy-grip/grip/hub"
+)
+
+// Defaults for Options.
+const (
+	DefaultPrefix      = "grip"
+	DefaultLinger      = 60 * time.Second
+	DefaultShards      = 16
+	DefaultShardBuffer = 4096
+	// missedInterval rate-limits the missed-items callback.
+	missedInterval = time.Second
+)
+
+// ErrDisconnected is returned by Publish while the NATS connection is down,
+// so that publishers are told to retry instead of losing the item.
+var ErrDisconnected = errors.New("natsbus: not connected to NATS")
+
+// Options configures a Bus.
+type Options struct {
+	// URLs are the NATS servers to connect to.
+	URLs []string
+	// Prefix starts every subject; default "grip".
+	Prefix string
+	// Name is the client name shown in NATS monitoring.
+	Name string
+	// Linger is how long a channel stays followed after its last local
+	// subscriber leaves; default 60s, as Pushpin's subscription_linger.
+	Linger time.Duration
+	// Shards is the number of delivery goroutines; default 16.
+	Shards int
+	// ShardBuffer is how many messages may wait per shard before NATS
+	// drops them as a slow consumer; default 4096.
+	ShardBuffer int
+	// NATS are extra connection options (credentials, TLS, token...).
+	NATS []nats.Option
+}
+
+// Stats counts the bus's traffic, for metrics.
+type Stats struct {
+	Connected                  bool
+	Reconnects, In, Out, Drops uint64
+	Followed                   int
+}
+
+// Bus is a hub.Bus over a NATS connection.
+type Bus struct {
+	nc     *nats.Conn
+	prefix string
+	linger time.Duration
+	recv   hub.Receiver
+	missed func([]string)
+	seed   maphash.Seed
+	shards []chan *nats.Msg
+	done   chan struct{}
+	wg     sync.WaitGroup
+
+	mu     sync.Mutex
+	subs   map[string]*follow
+	closed bool
+
+	lastMissed atomic.Int64 // unix nanos of the last missed callback
+
+	reconnects, in, out, drops atomic.Uint64
+}
+
+type follow struct {
+	sub   *nats.Subscription
+	timer *time.Timer // set while lingering
+}
+
+// New connects to NATS (retrying forever, in the background if the servers
+// are down) and returns a bus handing received items to recv. missed, if
+// not nil, is called with every followed channel after a reconnect or a
+// slow-consumer drop, when items may have been lost.
+func New(o Options, recv hub.Receiver, missed func(channels []string)) (*Bus, error) {
+	if len(o.URLs) == 0 {
+		return nil, errors.New("natsbus: no NATS URL")
+	}
+	if o.Prefix == "" {
+		o.Prefix = DefaultPrefix
+	}
+	if o.Linger <= 0 {
+		o.Linger = DefaultLinger
+	}
+	if o.Shards <= 0 {
+		o.Shards = DefaultShards
+	}
+	if o.ShardBuffer <= 0 {
+		o.ShardBuffer = DefaultShardBuffer
+	}
+	b := &Bus{
+		prefix: o.Prefix, linger: o.Linger, recv: recv, missed: missed,
+		seed: maphash.MakeSeed(), done: make(chan struct{}), subs: make(map[string]*follow),
+	}
+	b.shards = make([]chan *nats.Msg, o.Shards)
+	for i := range b.shards {
+		b.shards[i] = make(chan *nats.Msg, o.ShardBuffer)
+	}
+	opts := []nats.Option{
+		nats.Name(o.Name),
+		nats.MaxReconnects(-1),
+		nats.RetryOnFailedConnect(true),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectJitter(100*time.Millisecond, 100*time.Millisecond),
+		nats.ReconnectBufSize(-1),
+		nats.ReconnectHandler(func(*nats.Conn) {
+			b.reconnects.Add(1)
+			b.signalMissed(true)
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrSlowConsumer) {
+				b.drops.Add(1)
+				b.signalMissed(false)
+			}
+		}),
+	}
+	opts = append(opts, o.NATS...)
+	nc, err := nats.Connect(joinURLs(o.URLs), opts...)
+	if err != nil {
+		return nil, fmt.Errorf("natsbus: connecting: %w", err)
+	}
+	b.nc = nc
+	for _, ch := range b.shards {
+		b.wg.Add(1)
+		go b.deliver(ch)
+	}
+	return b, nil
+}
+
+func joinURLs(urls []string) string {
+	s := ""
+	for i, u := range urls {
+		if i > 0 {
+			s += ","
+		}
+		s += u
+	}
+	return s
+}
+
+// Subject is the NATS subject of channel: the channel's bytes in base64url
+// under "<prefix>.ch.", so that any name (dots, spaces, wildcards, unicode)
+// is one exact-match token.
+func Subject(prefix, channel string) string {
+	return prefix + ".ch." + base64.RawURLEncoding.EncodeToString([]byte(channel))
+}
+
+// Publish sends each item once to its channel's subject; every node that
+// follows the channel, this one included, receives it. It fails at once
+// while NATS is unreachable.
+func (b *Bus) Publish(items []*hub.Item) error {
+	if !b.nc.IsConnected() {
+		return ErrDisconnected
+	}
+	for _, it := range items {
+		if it == nil {
+			continue
+		}
+		data, err := json.Marshal(it)
+		if err != nil {
+			return fmt.Errorf("natsbus: encoding item: %w", err)
+		}
+		if err := b.nc.Publish(Subject(b.prefix, it.Channel), data); err != nil {
+			if errors.Is(err, nats.ErrReconnectBufExceeded) || !b.nc.IsConnected() {
+				return ErrDisconnected
+			}
+			return fmt.Errorf("natsbus: publishing: %w", err)
+		}
+		b.out.Add(1)
+	}
+	return nil
+}
+
+// Follow subscribes to channel's subject, or cancels its pending unfollow.
+// It never blocks on the network.
+func (b *Bus) Follow(channel string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.closed {
+		return errors.New("natsbus: closed")
+	}
+	if f, ok := b.subs[channel]; ok {
+		if f.timer != nil {
+			f.timer.Stop()
+			f.timer = nil
+		}
+		return nil
+	}
+	shard := b.shards[maphash.String(b.seed, channel)%uint64(len(b.shards))]
+	sub, err := b.nc.ChanSubscribe(Subject(b.prefix, channel), shard)
+	if err != nil {
+		return fmt.Errorf("natsbus: subscribing: %w", err)
+	}
+	b.subs[channel] = &follow{sub: sub}
+	return nil
+}
+
+// Unfollow unsubscribes from channel's subject after the linger, unless the
+// channel is followed again meanwhile.
+func (b *Bus) Unfollow(channel string) error {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	f, ok := b.subs[channel]
+	if !ok || f.timer != nil {
+		return nil
+	}
+	f.timer = time.AfterFunc(b.linger, func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		if cur, ok := b.subs[channel]; ok && cur == f && f.timer != nil {
+			delete(b.subs, channel)
+			_ = f.sub.Unsubscribe()
+		}
+	})
+	return nil
+}
+
+// Flush waits until the server has processed every subscription sent so
+// far, so that a caller knows publishes from other nodes now reach it.
+func (b *Bus) Flush(timeout time.Duration) error { return b.nc.FlushTimeout(timeout) }
+
+// Connected reports whether the NATS connection is up.
+func (b *Bus) Connected() bool { return b.nc.IsConnected() }
+
+// Stats returns the counters.
+func (b *Bus) Stats() Stats {
+	b.mu.Lock()
+	n := len(b.subs)
+	b.mu.Unlock()
+	return Stats{Connected: b.nc.IsConnected(), Reconnects: b.reconnects.Load(), In: b.in.Load(),
+		Out: b.out.Load(), Drops: b.drops.Load(), Followed: n}
+}
+
+// Close unsubscribes, closes the connection and stops the delivery
+// goroutines.
+func (b *Bus) Close() error {
+	b.mu.Lock()
+	if b.closed {
+		b.mu.Unlock()
+		return nil
+	}
+	b.closed = true
+	for _, f := range b.subs {
+		if f.timer != nil {
+			f.timer.Stop()
+		}
+	}
+	b.subs = nil
+	b.mu.Unlock()
+	b.nc.Close()
+	close(b.done)
+	b.wg.Wait()
+	return nil
+}
+
+// followed lists the followed channels.
+func (b *Bus) followed() []string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	out := make([]string, 0, len(b.subs))
+	for ch := range b.subs {
+		out = append(out, ch)
+	}
+	return out
+}
+
+// signalMissed tells the hub that every followed channel may have missed
+// items; slow-consumer signals are rate-limited, reconnects always run.
+func (b *Bus) signalMissed(always bool) {
+	if b.missed == nil {
+		return
+	}
+	now := time.Now().UnixNano()
+	last := b.lastMissed.Load()
+	if !always && now-last < int64(missedInterval) {
+		return
+	}
+	if !b.lastMissed.CompareAndSwap(last, now) && !always {
+		return
+	}
+	if chans := b.followed(); len(chans) > 0 {
+		go b.missed(chans) // never from a NATS callback's goroutine under our locks
+	}
+}
+
+// deliver runs one shard: it decodes messages in arrival order (one
+// subject always lands on one shard, so a publisher's order is kept) and
+// hands whatever is queued to the receiver in one batch.
+func (b *Bus) deliver(ch chan *nats.Msg) {
+	defer b.wg.Done()
+	const maxBatch = 64
+	batch := make([]*hub.Item, 0, maxBatch)
+	for {
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-b.done:
+			return
+		}
+		batch = append(batch[:0], b.decode(m)...)
+	more:
+		for len(batch) < maxBatch {
+			select {
+			case m = <-ch:
+				batch = append(batch, b.decode(m)...)
+			default:
+				break more
+			}
+		}
+		if len(batch) > 0 && b.recv != nil {
+			b.recv(batch)
+		}
+		clear(batch)
+	}
+}
+
+func (b *Bus) decode(m *nats.Msg) []*hub.Item {
+	it := new(hub.Item)
+	if err := json.Unmarshal(m.Data, it); err != nil || m.Subject != Subject(b.prefix, it.Channel) {
+		b.drops.Add(1)
+		return nil
+	}
+	b.in.Add(1)
+	return []*hub.Item{it}
+}
+
+var _ hub.Bus = (*Bus)(nil)
