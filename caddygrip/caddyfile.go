@@ -61,29 +61,37 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		opt := d.Val()
 		switch opt {
 		case "hub":
-			if !d.AllArgs(&g.Hub) {
-				return d.ArgErr()
+			v, err := stringArg(d, "grip", opt)
+			if err != nil {
+				return err
 			}
+			g.Hub = v
 		case "sig_key":
-			if !d.AllArgs(&g.SigKey) {
-				return d.ArgErr()
+			v, err := stringArg(d, "grip", opt)
+			if err != nil {
+				return err
 			}
+			g.SigKey = v
 		case "sig_iss":
-			if !d.AllArgs(&g.SigIss) {
-				return d.ArgErr()
+			v, err := stringArg(d, "grip", opt)
+			if err != nil {
+				return err
 			}
+			g.SigIss = v
 		case "upstream_key":
-			if !d.AllArgs(&g.UpstreamKey) {
-				return d.ArgErr()
+			v, err := stringArg(d, "grip", opt)
+			if err != nil {
+				return err
 			}
+			g.UpstreamKey = v
 		case "max_instruct_size":
-			n, err := intArg(d)
+			n, err := intArg(d, "grip", opt)
 			if err != nil {
 				return err
 			}
 			g.MaxInstructSize = n
 		case "write_timeout":
-			dur, err := durationArg(d)
+			dur, err := durationArg(d, "grip", opt)
 			if err != nil {
 				return err
 			}
@@ -93,7 +101,7 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 			if g.WebSocket != "over_http" && g.WebSocket != "passthrough" {
-				return d.Errf("websocket: want over_http or passthrough, got '%s'", g.WebSocket)
+				return d.Errf("grip: websocket %q: want over_http or passthrough", g.WebSocket)
 			}
 		case "origins":
 			g.Origins = append(g.Origins, d.RemainingArgs()...)
@@ -101,7 +109,7 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.ArgErr()
 			}
 		case "max_message_size":
-			n, err := intArg(d)
+			n, err := intArg(d, "grip", opt)
 			if err != nil {
 				return err
 			}
@@ -127,7 +135,7 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				on := v == "on"
 				g.UpdateOnFirstSubscription = &on
 			default:
-				return d.Errf("update_on_first_subscription: want on or off, got '%s'", v)
+				return d.Errf("grip: update_on_first_subscription %q: want on or off", v)
 			}
 		default:
 			return d.Errf("unrecognized grip option '%s'", opt)
@@ -140,8 +148,10 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 //
 //	grip_publish [<matcher>] {
 //		hub           <name>
-//		key           <bearer token>
+//		key           <secret>|base64:<secret>|file:<path>|<JWK>
 //		max_body_size <bytes>
+//		max_channel_length <bytes>
+//		max_id_length <bytes>
 //	}
 func (p *Publish) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
@@ -152,19 +162,35 @@ func (p *Publish) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		opt := d.Val()
 		switch opt {
 		case "hub":
-			if !d.AllArgs(&p.Hub) {
-				return d.ArgErr()
+			v, err := stringArg(d, "grip_publish", opt)
+			if err != nil {
+				return err
 			}
+			p.Hub = v
 		case "key":
-			if !d.AllArgs(&p.Key) {
-				return d.ArgErr()
+			v, err := stringArg(d, "grip_publish", opt)
+			if err != nil {
+				return err
 			}
+			p.Key = v
 		case "max_body_size":
-			n, err := intArg(d)
+			n, err := intArg(d, "grip_publish", opt)
 			if err != nil {
 				return err
 			}
 			p.MaxBodySize = int64(n)
+		case "max_channel_length":
+			n, err := intArg(d, "grip_publish", opt)
+			if err != nil {
+				return err
+			}
+			p.MaxChannelLength = n
+		case "max_id_length":
+			n, err := intArg(d, "grip_publish", opt)
+			if err != nil {
+				return err
+			}
+			p.MaxIDLength = n
 		default:
 			return d.Errf("unrecognized grip_publish option '%s'", opt)
 		}
@@ -172,28 +198,40 @@ func (p *Publish) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	return nil
 }
 
-// intArg reads one positive integer argument.
-func intArg(d *caddyfile.Dispenser) (int, error) {
+// stringArg reads one non-empty argument of a string option.
+func stringArg(d *caddyfile.Dispenser, directive, option string) (string, error) {
+	var s string
+	if !d.AllArgs(&s) {
+		return "", d.ArgErr()
+	}
+	if s == "" {
+		return "", d.Errf("%s: %s: want a value, got an empty string", directive, option)
+	}
+	return s, nil
+}
+
+// intArg reads one positive integer argument; an error names the option.
+func intArg(d *caddyfile.Dispenser, directive, option string) (int, error) {
 	var s string
 	if !d.AllArgs(&s) {
 		return 0, d.ArgErr()
 	}
 	n, err := strconv.Atoi(s)
 	if err != nil || n <= 0 {
-		return 0, d.Errf("%s: want a positive integer, got '%s'", d.Val(), s)
+		return 0, d.Errf("%s: %s %q: want a positive integer", directive, option, s)
 	}
 	return n, nil
 }
 
-// durationArg reads one positive duration argument.
-func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+// durationArg reads one positive duration argument; an error names the option.
+func durationArg(d *caddyfile.Dispenser, directive, option string) (caddy.Duration, error) {
 	var s string
 	if !d.AllArgs(&s) {
 		return 0, d.ArgErr()
 	}
 	dur, err := caddy.ParseDuration(s)
 	if err != nil || dur <= 0 {
-		return 0, d.Errf("%s: want a positive duration, got '%s'", d.Val(), s)
+		return 0, d.Errf("%s: %s %q: want a positive duration", directive, option, s)
 	}
 	return caddy.Duration(dur), nil
 }

@@ -71,6 +71,8 @@ func TestCaddyfileAdaptsEveryOptionAndOrdersDirectives(t *testing.T) {
 		hub h1
 		key k
 		max_body_size 700
+		max_channel_length 64
+		max_id_length 32
 	}
 }`)
 	if err != nil {
@@ -84,7 +86,7 @@ func TestCaddyfileAdaptsEveryOptionAndOrdersDirectives(t *testing.T) {
 		t.Fatalf("handler order %s", got)
 	}
 	want := []string{
-		`{"handler":"grip_publish","hub":"h1","key":"k","max_body_size":700}`,
+		`{"handler":"grip_publish","hub":"h1","key":"k","max_body_size":700,"max_channel_length":64,"max_id_length":32}`,
 		`{"auto_cross_origin":true,"handler":"grip","hub":"h1","jsonp":{"callback":"cb","mode":"basic"},"max_instruct_size":5000,"max_message_size":4096,"origins":["https://a.example","https://*.b.example"],"sig_iss":"me","sig_key":"s3cret","update_on_first_subscription":false,"upstream_key":"up","websocket":"passthrough","write_timeout":3000000000}`,
 	}
 	for i, w := range want {
@@ -99,13 +101,18 @@ func TestCaddyfileRejectsBadOptions(t *testing.T) {
 	cases := []struct{ body, want string }{
 		{"grip {\n\tnope 1\n}", "unrecognized grip option 'nope'"},
 		{"grip_publish {\n\tnope 1\n}", "unrecognized grip_publish option 'nope'"},
-		{"grip {\n\tmax_instruct_size -3\n}", "positive integer"},
-		{"grip {\n\twrite_timeout soon\n}", "positive duration"},
+		{"grip {\n\tmax_instruct_size -3\n}", `grip: max_instruct_size "-3": want a positive integer`},
+		{"grip {\n\twrite_timeout soon\n}", `grip: write_timeout "soon": want a positive duration`},
+		{"grip_publish {\n\tmax_channel_length 0\n}", `grip_publish: max_channel_length "0": want a positive integer`},
+		{"grip_publish {\n\tmax_id_length x\n}", `grip_publish: max_id_length "x": want a positive integer`},
+		{"grip_publish {\n\tmax_body_size 1k\n}", `grip_publish: max_body_size "1k": want a positive integer`},
+		{"grip_publish {\n\tkey \"\"\n}", "grip_publish: key: want a value, got an empty string"},
+		{"grip {\n\tsig_key \"\"\n}", "grip: sig_key: want a value, got an empty string"},
 		{"grip {\n\thub\n}", "wrong argument count"},
 		{"grip extra", "wrong argument count"},
-		{"grip {\n\twebsocket sometimes\n}", "over_http or passthrough"},
+		{"grip {\n\twebsocket sometimes\n}", `grip: websocket "sometimes": want over_http or passthrough`},
 		{"grip {\n\torigins\n}", "wrong argument count"},
-		{"grip {\n\tupdate_on_first_subscription maybe\n}", "want on or off"},
+		{"grip {\n\tupdate_on_first_subscription maybe\n}", `grip: update_on_first_subscription "maybe": want on or off`},
 		{"grip {\n\tauto_cross_origin yes\n}", "wrong argument count"},
 	}
 	for i, tc := range cases {

@@ -44,6 +44,14 @@ type Publish struct {
 	// MaxBodySize caps a publish request body, in bytes. Default: 1000000.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
+	// MaxChannelLength caps the channel name of a published item, in
+	// bytes; a longer one is refused with 400. Default: 1024.
+	MaxChannelLength int `json:"max_channel_length,omitempty"`
+
+	// MaxIDLength caps the id and prev-id of a published item, in bytes;
+	// a longer one is refused with 400. Default: 1024.
+	MaxIDLength int `json:"max_id_length,omitempty"`
+
 	ref    hubRef
 	jwtKey *SigKey // the parsed key; nil when no key is set
 	secret []byte  // its HMAC secret, the only plain bearer token; nil for EC and RSA keys
@@ -61,7 +69,10 @@ func (Publish) CaddyModule() caddy.ModuleInfo {
 // Provision claims the hub and reads the key.
 func (p *Publish) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
-	if p.MaxBodySize <= 0 {
+	if p.MaxBodySize < 0 || p.MaxChannelLength < 0 || p.MaxIDLength < 0 {
+		return fmt.Errorf("grip_publish: max_body_size, max_channel_length and max_id_length must be positive")
+	}
+	if p.MaxBodySize == 0 {
 		p.MaxBodySize = defaultMaxPublishBody
 	}
 	if err := p.parseKey(); err != nil {
@@ -125,10 +136,15 @@ func (p *Publish) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		}
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
-	items, err := hub.DecodePublish(body)
+	items, err := hub.DecodePublishLimits(body, hub.DecodeLimits{MaxChannel: p.MaxChannelLength, MaxID: p.MaxIDLength})
 	if err != nil {
 		p.reject(r, err.Error())
 		writeText(w, http.StatusBadRequest, err.Error()+"\n")
+		return nil
+	}
+	if msg := overQueue(items, p.ref.hub.Config()); msg != "" {
+		p.reject(r, msg)
+		writeText(w, http.StatusRequestEntityTooLarge, msg+"\n")
 		return nil
 	}
 	if err := p.ref.hub.Publish(items); err != nil {
@@ -163,6 +179,30 @@ func (p *Publish) authorized(auth string) bool {
 		return true
 	}
 	return strings.Count(tok, ".") == 2 && p.jwtKey.VerifyPublish(tok)
+}
+
+// overQueue explains why a batch cannot be delivered whole: more items or
+// bytes for one channel than a subscriber's queue holds, which would cut
+// every healthy subscriber of that channel as slow. "" means it fits.
+func overQueue(items []*hub.Item, cfg hub.Config) string {
+	if len(items) == 1 && items[0].Cost() <= cfg.QueueBytes {
+		return ""
+	}
+	type load struct{ items, bytes int }
+	per := make(map[string]load)
+	for _, it := range items {
+		l := per[it.Channel]
+		l.items++
+		l.bytes += it.Cost()
+		per[it.Channel] = l
+		switch {
+		case l.items > cfg.QueueItems:
+			return fmt.Sprintf("Batch too large: more than %d items for channel %.64q, more than a subscriber queue holds; split it into several publishes.", cfg.QueueItems, it.Channel)
+		case l.bytes > cfg.QueueBytes:
+			return fmt.Sprintf("Batch too large: more than %d bytes for channel %.64q, more than a subscriber queue holds; split it into several publishes.", cfg.QueueBytes, it.Channel)
+		}
+	}
+	return ""
 }
 
 // reject logs a refused publish; publishers get the reason in the body.

@@ -606,3 +606,35 @@ func TestECJWKPrivateKeySigns(t *testing.T) {
 		t.Error("public JWK does not verify a token signed with the private JWK")
 	}
 }
+
+// FuzzParseKey feeds key texts and tokens to ParseSigKey and Verify: no
+// panic, and an asymmetric key's own text never verifies as a token.
+func FuzzParseKey(f *testing.F) {
+	for _, seed := range [][2]string{
+		{"changeme", "changeme"},
+		{"base64:Y2hhbmdlbWU=", "eyJhbGciOiJIUzI1NiJ9.e30.x"},
+		{FastlyGripSigJWK, FastlyGripSigJWK},
+		{`{"kty":"oct","k":"Y2hhbmdlbWU"}`, "a.b.c"},
+		{"file:-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----", ""},
+		{"file:0011aabb", "file:0011aabb"},
+	} {
+		f.Add(seed[0], seed[1])
+	}
+	f.Fuzz(func(t *testing.T, key, token string) {
+		var k *SigKey
+		var err error
+		if rest, ok := strings.CutPrefix(key, "file:"); ok {
+			k, err = parseKeyFile([]byte(rest)) // the file's contents, without touching the disk
+		} else {
+			k, err = ParseSigKey(key)
+		}
+		if err != nil {
+			return
+		}
+		_ = k.Verify(token)
+		_ = k.VerifyPublish(token)
+		if k.Secret() == nil && (k.Verify(key) || k.VerifyPublish(key)) {
+			t.Fatalf("%s verifies its own text as a token", k)
+		}
+	})
+}

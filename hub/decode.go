@@ -35,7 +35,40 @@ func (e *PublishError) Error() string { return e.Msg }
 // action (ws close reads code and reason), takes body-bin over body over
 // body-patch and content-bin over content, and accepts empty content.
 func DecodePublish(body []byte) ([]*Item, error) {
-	r := decReader{b: body}
+	return DecodePublishLimits(body, DecodeLimits{})
+}
+
+// Default name bounds of DecodeLimits. Channel names and ids are keys of the
+// hub's maps (channels, last ids, de-dup cache), so their length multiplies
+// into memory; 1 KiB is far above any real channel name or id (UUIDs,
+// counters, paths) while keeping a million remembered entries near 1 GB.
+const (
+	DefaultMaxChannelLen = 1024
+	DefaultMaxIDLen      = 1024
+)
+
+// DecodeLimits bounds what one item may name; a zero field means its default.
+type DecodeLimits struct {
+	// MaxChannel is the longest channel name accepted, in bytes.
+	MaxChannel int
+	// MaxID is the longest id or prev-id accepted, in bytes.
+	MaxID int
+}
+
+func (l DecodeLimits) withDefaults() DecodeLimits {
+	if l.MaxChannel <= 0 {
+		l.MaxChannel = DefaultMaxChannelLen
+	}
+	if l.MaxID <= 0 {
+		l.MaxID = DefaultMaxIDLen
+	}
+	return l
+}
+
+// DecodePublishLimits is DecodePublish with channel and id length bounds:
+// an item naming a longer channel, id or prev-id is refused.
+func DecodePublishLimits(body []byte, lim DecodeLimits) ([]*Item, error) {
+	r := decReader{b: body, lim: lim.withDefaults()}
 	items, perr, err := r.publish()
 	if err != nil {
 		return nil, &PublishError{Msg: "Body is not valid JSON."}
@@ -131,6 +164,7 @@ type decReader struct {
 	b     []byte
 	i     int
 	depth int
+	lim   DecodeLimits
 }
 
 // peek skips white space and returns the next byte, or 0 at the end.
@@ -284,6 +318,10 @@ func decInvalid(pn, field string) error {
 	return decErr(pn + " contains '" + field + "' with invalid value")
 }
 
+func decTooLong(pn, field string, max int) error {
+	return decErr(pn + " contains '" + field + "' longer than " + strconv.Itoa(max) + " bytes")
+}
+
 func (r *decReader) kind(s decSpan) byte { return r.b[s.off] }
 
 // optString reads an optional string field.
@@ -422,7 +460,11 @@ func (r *decReader) headers(s decSpan, pn string) ([]Header, error) {
 			if r.kind(v) != '"' {
 				return decErr("headers contains '" + string(k) + "' with wrong type")
 			}
-			out = append(out, decHeader(k, r.text(v)))
+			h := decHeader(k, r.text(v))
+			if err := checkHeader(h); err != nil {
+				return err
+			}
+			out = append(out, h)
 			return nil
 		})
 		return out, err
@@ -448,7 +490,11 @@ func (r *decReader) headers(s decSpan, pn string) ([]Header, error) {
 			case r.kind(pair[1]) != '"':
 				return decErr("header contains value element with wrong type")
 			}
-			out = append(out, decHeader(r.text(pair[0]), r.text(pair[1])))
+			h := decHeader(r.text(pair[0]), r.text(pair[1]))
+			if err := checkHeader(h); err != nil {
+				return err
+			}
+			out = append(out, h)
 			return nil
 		})
 		return out, err
@@ -500,7 +546,8 @@ func (r *decReader) httpResponse(fm *decFormat) (*HTTPResponse, error) {
 	}
 	f := &HTTPResponse{Action: a, Code: 200}
 	if s := fm.f[decFCode]; s.ok() {
-		if f.Code, err = r.whole(s, pn, "code", 0, 999); err != nil {
+		// 1xx are interim responses, never a held request's answer.
+		if f.Code, err = r.whole(s, pn, "code", 200, 999); err != nil {
 			return nil, err
 		}
 	}
@@ -562,9 +609,17 @@ func (r *decReader) wsMessage(fm *decFormat) (*WSMessage, error) {
 			if f.Code, err = r.whole(s, pn, "code", 0, 65535); err != nil {
 				return nil, err
 			}
+			if f.Code != 0 && !wireCloseCode(f.Code) {
+				return nil, decErr(pn + " contains 'code' " + strconv.Itoa(f.Code) + " not allowed in a close frame (RFC 6455 7.4)")
+			}
 		}
-		f.Reason, err = r.optString(fm.f[decFReason], pn, "reason")
-		return f, err
+		if f.Reason, err = r.optString(fm.f[decFReason], pn, "reason"); err != nil {
+			return nil, err
+		}
+		if len(f.Reason) > maxCloseReason {
+			return nil, decErr(pn + " contains 'reason' of " + strconv.Itoa(len(f.Reason)) + " bytes, over the " + strconv.Itoa(maxCloseReason) + " a close frame holds")
+		}
+		return f, nil
 	case ActionSend:
 	default:
 		return f, nil
@@ -592,6 +647,9 @@ func (r *decReader) wsMessage(fm *decFormat) (*WSMessage, error) {
 	case !have && (f.Type == "" || f.Type == "text" || f.Type == "binary"):
 		return nil, decErr(pn + " does not contain 'content' or 'content-bin'")
 	}
+	if (f.Type == "ping" || f.Type == "pong") && len(f.Content) > maxControlPayload {
+		return nil, decErr(pn + " contains " + f.Type + " content of " + strconv.Itoa(len(f.Content)) + " bytes, over the " + strconv.Itoa(maxControlPayload) + " a control frame holds")
+	}
 	return f, nil
 }
 
@@ -606,6 +664,8 @@ func (r *decReader) item(sp *decItemSpans) (*Item, error) {
 		return nil, decWrongType(pn, "channel")
 	case s.end-s.off == 2:
 		return nil, decInvalid(pn, "channel")
+	case s.end-s.off-2 > r.lim.MaxChannel && len(r.text(s)) > r.lim.MaxChannel:
+		return nil, decTooLong(pn, "channel", r.lim.MaxChannel)
 	}
 	var parts [3][]byte // channel, id and prev-id, copied out in one allocation
 	parts[0] = r.text(s)
@@ -615,6 +675,9 @@ func (r *decReader) item(sp *decItemSpans) (*Item, error) {
 				return nil, decWrongType(pn, name)
 			}
 			parts[j] = r.text(s)
+			if len(parts[j]) > r.lim.MaxID {
+				return nil, decTooLong(pn, name, r.lim.MaxID)
+			}
 		}
 	}
 	all := string(parts[0]) + string(parts[1]) + string(parts[2])

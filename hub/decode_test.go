@@ -208,8 +208,8 @@ func TestDecodePublishDecodesValidItems(t *testing.T) {
 		{"response header pairs keep order and repeats", `{"channel":"c","formats":{"http-response":{"headers":[["Set-Cookie","a=1"],["X-B","2"],["Set-Cookie","b=2"]],"body":""}}}`,
 			Item{Channel: "c", HTTPResponse: &HTTPResponse{Action: ActionSend, Code: 200,
 				Headers: []Header{{"Set-Cookie", "a=1"}, {"X-B", "2"}, {"Set-Cookie", "b=2"}}, Body: []byte{}}}},
-		{"response code 0 and empty headers", `{"channel":"c","formats":{"http-response":{"code":0,"headers":[],"body":"x"}}}`,
-			Item{Channel: "c", HTTPResponse: &HTTPResponse{Action: ActionSend, Code: 0, Body: []byte("x")}}},
+		{"response code 200 and empty headers", `{"channel":"c","formats":{"http-response":{"code":200,"headers":[],"body":"x"}}}`,
+			Item{Channel: "c", HTTPResponse: &HTTPResponse{Action: ActionSend, Code: 200, Body: []byte("x")}}},
 		{"response body-bin over body", `{"channel":"c","formats":{"http-response":{"body-bin":"AAEC/w==","body":7}}}`,
 			Item{Channel: "c", HTTPResponse: &HTTPResponse{Action: ActionSend, Code: 200, Body: []byte{0, 1, 2, 255}}}},
 		{"response body-bin unpadded and escaped slash", `{"channel":"c","formats":{"http-response":{"body-bin":"AAEC\/w"}}}`,
@@ -428,6 +428,9 @@ func FuzzDecodePublish(f *testing.F) {
 			var ch string
 			if err := json.Unmarshal(ref.Items[i]["channel"], &ch); err != nil || ch != it.Channel {
 				t.Fatalf("item %d channel %q, encoding/json reads %q (%v)", i, it.Channel, ch, err)
+			}
+			if msg := wireFault(it); msg != "" {
+				t.Fatalf("item %d accepted but cannot be sent: %s", i, msg)
 			}
 		}
 	})

@@ -184,6 +184,10 @@ func (h *Hub) Configure(cfg Config) {
 
 func (h *Hub) config() *Config { return h.cfg.Load() }
 
+// Config returns the configuration in force, defaults filled in, so that a
+// publisher can refuse a batch that subscriber queues could not hold.
+func (h *Hub) Config() Config { return *h.config() }
+
 // SetLogger sets the logger; nil means no logging.
 func (h *Hub) SetLogger(l *zap.Logger) { h.log.Store(l) }
 
