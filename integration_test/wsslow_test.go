@@ -2,6 +2,8 @@ package integration_test
 
 import (
 	"fmt"
+	"net/http"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -44,4 +46,39 @@ func TestWebSocketCutAsSlowSendsDisconnect(t *testing.T) {
 		t.Fatalf("DISCONNECT for connection %q, want %q", req.connID(), id)
 	}
 	c.NetConn().Close()
+}
+
+// TestWebSocketReaderEndsWithASessionTheOriginEnded checks that a session
+// that stopped reading its client (the origin was behind) and then ended
+// on an origin error frees its reader goroutine.
+func TestWebSocketReaderEndsWithASessionTheOriginEnded(t *testing.T) {
+	release := make(chan struct{})
+	o := newWSOrigin(t, func(req *wsRequest, reply *wsReply) {
+		if req.hasText("first") {
+			<-release
+			reply.Status = http.StatusInternalServerError
+		}
+	})
+	loadCaddyfile(t, gripSite(o.URL, ""))
+	before := readLoops()
+	c, _ := dialWS(t, "/leak", nil)
+	o.waitOpen(t)
+	sendText(t, c, "first")
+	o.waitRequest(t, "TEXT first", func(r *wsRequest) bool { return r.hasText("first") })
+	// Past the batch the session holds for the origin, plus the reader's
+	// read-ahead: the reader is now blocked handing a message over.
+	big := strings.Repeat("y", 50000)
+	for range 12 {
+		sendText(t, c, big)
+	}
+	close(release)
+	eventually(t, "the session's reader to end", func() bool { return readLoops() <= before })
+	c.NetConn().Close()
+}
+
+// readLoops counts goroutines running a WebSocket session's reader.
+func readLoops() int {
+	buf := make([]byte, 1<<22)
+	buf = buf[:runtime.Stack(buf, true)]
+	return strings.Count(string(buf), "(*wsSession).readLoop")
 }
