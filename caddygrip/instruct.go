@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/caddy-grip/grip/hub"
 )
 
 // This file reads the GRIP instructions of an origin response, the Grip-*
@@ -138,6 +140,20 @@ type InstructError struct {
 
 // Error returns the message alone; it names the header or JSON field.
 func (e *InstructError) Error() string { return e.Msg }
+
+// channelTooLong explains why an instruction's channel is refused: a name
+// or prev-id longer than a publish may name (hub.DefaultMaxChannelLen,
+// hub.DefaultMaxIDLen), which no publish could reach and which would be
+// kept as a map key; "" when it fits.
+func channelTooLong(c ChannelSpec) string {
+	switch {
+	case len(c.Name) > hub.DefaultMaxChannelLen:
+		return fmt.Sprintf("channel name of %d bytes, more than %d", len(c.Name), hub.DefaultMaxChannelLen)
+	case len(c.PrevID) > hub.DefaultMaxIDLen:
+		return fmt.Sprintf("prev-id of %d bytes, more than %d", len(c.PrevID), hub.DefaultMaxIDLen)
+	}
+	return ""
+}
 
 func instructErr(header, format string, args ...any) error {
 	return &InstructError{Header: header, Msg: fmt.Sprintf(format, args...)}
@@ -290,6 +306,9 @@ func (p *instructParser) parseHeaders(g *gripHeaderValues) error {
 		}
 		if len(c.Filters) > MaxFilters {
 			return instructErr("Grip-Channel", "too many filters for channel '%s'", c.Name)
+		}
+		if msg := channelTooLong(c); msg != "" {
+			return instructErr("Grip-Channel", "%s", msg)
 		}
 		in.Channels = append(in.Channels, c)
 	}

@@ -170,6 +170,9 @@ func (p *instructParser) parseJSONHold(hold jsonObject) error {
 		if err != nil {
 			return err
 		}
+		if msg := channelTooLong(c); msg != "" {
+			return jsonErr("%s", msg)
+		}
 		if c.Name != "" { // skipped like an empty Grip-Channel entry
 			in.Channels = append(in.Channels, c)
 		}
