@@ -4,6 +4,8 @@
 //
 //	hold            N idle SSE clients: proxy RSS/PSS and kernel memory per conn
 //	hold-ws         the same with WebSocket clients (WebSocket-over-HTTP to the origin)
+//	burst           10,000 SSE clients connected with no pacing: RSS per conn 1 s and 30 s after
+//	burst-ws        the same with 5,000 WebSocket clients
 //	fanout-rate     N subscribers on one channel, M messages at a fixed rate
 //	fanout-max      the same, published as fast as the proxy accepts them
 //	fanout-batch    the same with 10 messages per publish request
@@ -37,13 +39,13 @@ import (
 )
 
 // scenarioNames in the order they run.
-var scenarioNames = []string{"hold", holdWS, fanoutRate, fanoutMax, fanoutBatch, fanoutRate10k, fanoutMax10k, "passthrough", "longpoll"}
+var scenarioNames = []string{"hold", holdWS, burstSSE, burstWS, fanoutRate, fanoutMax, fanoutBatch, fanoutRate10k, fanoutMax10k, "passthrough", "longpoll"}
 
 // gripOnly reports a scenario that needs a GRIP publish API (plain Caddy
 // has no fan-out or long-poll).
 func gripOnly(name string) bool {
 	switch name {
-	case fanoutRate, fanoutMax, fanoutBatch, fanoutRate10k, fanoutMax10k, "longpoll":
+	case fanoutRate, fanoutMax, fanoutBatch, fanoutRate10k, fanoutMax10k, "longpoll", burstSSE, burstWS:
 		return true
 	}
 	return false
@@ -59,6 +61,10 @@ func runScenario(e *runEnv, name string) (r *Result, ok bool) {
 		return runHold(e, transportSSE), true
 	case holdWS:
 		return runHold(e, transportWS), true
+	case burstSSE:
+		return runBurst(e, transportSSE), true
+	case burstWS:
+		return runBurst(e, transportWS), true
 	case fanoutRate, fanoutMax, fanoutBatch, fanoutRate10k, fanoutMax10k:
 		return runFanout(e, name), true
 	case "passthrough":
@@ -279,6 +285,9 @@ func checkFDs(p params, names, scen []string) error {
 	}
 	if (contains(scen, fanoutRate10k) || contains(scen, fanoutMax10k)) && p.BigSubs+spare > int(soft) {
 		return fmt.Errorf("-big-subs %d: the bench holds one fd per subscriber, over the fd limit %d", p.BigSubs, soft)
+	}
+	if (contains(scen, burstSSE) || contains(scen, burstWS)) && max(p.BurstConns, p.BurstWSConns)+spare > int(soft) {
+		return fmt.Errorf("-burst-conns %d / -burst-ws-conns %d: the bench holds one fd per client, over the fd limit %d", p.BurstConns, p.BurstWSConns, soft)
 	}
 	if p.HoldConns+spare > int(soft) || p.FanoutSubs+spare > int(soft) {
 		return fmt.Errorf("-hold-conns %d / -fanout-subs %d: over the fd limit %d", p.HoldConns, p.FanoutSubs, soft)

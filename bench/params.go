@@ -17,6 +17,14 @@ type params struct {
 	HoldSettle      time.Duration
 	HoldIdle        time.Duration
 
+	// The burst scenarios (burst, burst-ws).
+	BurstConns      int
+	BurstWSConns    int
+	BurstInflight   int
+	BurstSettle     time.Duration
+	BurstSettled    time.Duration
+	BurstProfileDir string
+
 	FanoutSubs      int
 	FanoutRate      float64
 	FanoutMsgs      int
@@ -49,6 +57,12 @@ func (p *params) register(fs *flag.FlagSet) {
 	fs.IntVar(&p.HoldChannels, "hold-channels", 100, "hold and hold-ws: channels the clients spread over")
 	fs.DurationVar(&p.HoldSettle, "hold-settle", 3*time.Second, "hold and hold-ws: wait after the last connect before measuring")
 	fs.DurationVar(&p.HoldIdle, "hold-idle", 10*time.Second, "hold and hold-ws: idle window over which CPU is measured")
+	fs.IntVar(&p.BurstConns, "burst-conns", 10000, "burst: SSE clients connected with no pacing")
+	fs.IntVar(&p.BurstWSConns, "burst-ws-conns", 5000, "burst-ws: WebSocket clients connected with no pacing")
+	fs.IntVar(&p.BurstInflight, "burst-inflight", 200, "burst and burst-ws: at most this many handshakes unanswered (0: no limit)")
+	fs.DurationVar(&p.BurstSettle, "burst-settle", time.Second, "burst and burst-ws: first measurement, this long after the last connect")
+	fs.DurationVar(&p.BurstSettled, "burst-settled", 30*time.Second, "burst and burst-ws: second measurement, this long after the last connect")
+	fs.StringVar(&p.BurstProfileDir, "burst-profile-dir", "", "burst and burst-ws: save caddy-grip's heap profiles and goroutine stacks at both measurements in this directory")
 	fs.IntVar(&p.FanoutSubs, "fanout-subs", 1000, "fanout: subscribers on the one channel")
 	fs.Float64Var(&p.FanoutRate, "fanout-rate", 20, "fanout-rate: messages per second")
 	fs.IntVar(&p.FanoutMsgs, "fanout-msgs", 200, "fanout-rate: messages")
@@ -75,4 +89,5 @@ func (p *params) shrink() {
 	p.BigSubs, p.BigMsgs, p.BigMaxMsgs, p.BigRate = 200, 10, 20, 10
 	p.PassConns, p.PassDuration = 8, 2*time.Second
 	p.PollClients, p.PollDuration = 50, 3*time.Second
+	p.BurstConns, p.BurstWSConns, p.BurstSettled = 300, 200, 3*time.Second
 }

@@ -73,6 +73,7 @@ func smokeParams() *params {
 		HoldConns: 20, ConnectRate: 2000, ConnectInflight: 5, HoldChannels: 4, HoldSettle: 50 * time.Millisecond, HoldIdle: 100 * time.Millisecond,
 		FanoutSubs: 10, FanoutRate: 200, FanoutMsgs: 20, FanoutMaxMsgs: 30, FanoutBatch: 4, FanoutBatchMsgs: 30,
 		BigSubs: 25, BigRate: 100, BigMsgs: 10, BigMaxMsgs: 15,
+		BurstConns: 30, BurstWSConns: 20, BurstInflight: 10, BurstSettle: 50 * time.Millisecond, BurstSettled: 100 * time.Millisecond,
 		PassConns: 4, PassDuration: 300 * time.Millisecond,
 		PollClients: 5, PollDuration: 1500 * time.Millisecond, PollPublishers: 2, PollTimeout: 5,
 	}
@@ -115,6 +116,24 @@ func TestEveryScenarioDeliversCorrectlyThroughCaddyGrip(t *testing.T) {
 			metric(t, r, "conns_up", float64(p.HoldConns))
 			metric(t, r, "conns_failed", 0)
 			metric(t, r, "probe_reached", float64(p.HoldConns))
+		})
+	}
+	for _, c := range []struct {
+		name  string
+		tr    transport
+		conns int
+	}{{burstSSE, transportSSE, p.BurstConns}, {burstWS, transportWS, p.BurstWSConns}} {
+		t.Run(c.name, func(t *testing.T) {
+			r := runBurst(env(), c.tr)
+			noErrors(t, r)
+			metric(t, r, "conns_up", float64(c.conns))
+			metric(t, r, "conns_failed", 0)
+			metric(t, r, "probe_reached", float64(c.conns))
+			for _, m := range []string{"rss_kb_per_conn_1s", "rss_kb_per_conn_30s"} {
+				if _, ok := r.Metrics[m]; !ok {
+					t.Errorf("no %s", m)
+				}
+			}
 		})
 	}
 	for _, c := range []struct {
