@@ -100,18 +100,7 @@ func runBurst(e *runEnv, tr transport) *Result {
 	measure(p.BurstSettle, "1s")
 	measure(p.BurstSettled, "30s")
 
-	if up > 0 {
-		probeHold(e, r, gc, format)
-	}
-	if f := gc.failed.Load(); f > 0 {
-		r.errorf("%d clients failed or were cut off", f)
-	}
-	g.close()
-	if err := g.firstError(); err != nil && len(r.Errors) > 0 {
-		r.errorf("first client error: %v", err)
-	}
-	r.classify(true)
-	r.Bound = "idle"
+	finishHold(e, r, g, up > 0, format)
 	return r
 }
 

@@ -100,7 +100,15 @@ func runHold(e *runEnv, tr transport) *Result {
 	r.Metrics["rss_kb_after"] = float64(after.Mem.RSS)
 	r.Metrics["pss_kb_after"] = float64(after.Mem.PSS)
 
-	if grip && up > 0 {
+	finishHold(e, r, g, grip && up > 0, format)
+	return r
+}
+
+// finishHold probes every held client when probe is set, counts the
+// clients that failed or were cut off, closes them, and classifies r.
+func finishHold(e *runEnv, r *Result, g holdGroup, probe bool, format string) {
+	gc := g.counts()
+	if probe {
 		probeHold(e, r, gc, format)
 	}
 	// Clients are still connected: a cut stream would have counted as failed.
@@ -114,7 +122,6 @@ func runHold(e *runEnv, tr transport) *Result {
 	// The figures are memory of idle connections: no CPU bound applies.
 	r.classify(true)
 	r.Bound = "idle"
-	return r
 }
 
 // probeHold publishes a probe (seq 0) in format (http-stream or
