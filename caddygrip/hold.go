@@ -191,15 +191,18 @@ func (s *session) subscribe(kind hub.Kind) {
 const firstSubscriptionDelay = time.Second
 
 // join subscribes to one channel. When it is the channel's first
-// subscription, the channel's holds are updated a moment later (response
-// holds re-request the origin, streams fetch their next link), so that an
-// item published between the origin's answer and now is not lost. A hold
+// subscription, the channel's holds are updated a moment after the bus
+// confirms the follow (response holds re-request the origin, streams fetch
+// their next link), so that an item published between the origin's answer
+// and the moment other nodes' publishes reach this one is not lost. A hold
 // that has already been re-requested does not schedule another, so a lone
 // long-poll is updated once rather than every second.
 func (s *session) join(channel string) {
 	h := s.g.ref.hub
 	if h.Subscribe(s.sub, channel) && s.retries == 0 && s.g.updateOnFirstSubscription() {
-		time.AfterFunc(firstSubscriptionDelay, func() { h.Update(channel) })
+		h.WhenFollowed(func() {
+			time.AfterFunc(firstSubscriptionDelay, func() { h.Update(channel) })
+		})
 	}
 }
 

@@ -19,6 +19,15 @@ type Bus interface {
 	Close() error
 }
 
+// FollowConfirmer is a Bus whose Follow takes effect after it returns (a
+// NATS subscription reaches the server asynchronously). WhenFollowed calls
+// fn, possibly from another goroutine, once every Follow made so far is in
+// force, so that the hub's holders time update_on_first_subscription from
+// the moment other nodes' publishes reach this one.
+type FollowConfirmer interface {
+	WhenFollowed(fn func())
+}
+
 // Receiver is the receive path a bus calls with items arriving for followed
 // channels; normally Hub.Receive.
 type Receiver func(items []*Item)
@@ -39,3 +48,14 @@ func (b *localBus) Publish(items []*Item) error {
 func (b *localBus) Follow(string) error   { return nil }
 func (b *localBus) Unfollow(string) error { return nil }
 func (b *localBus) Close() error          { return nil }
+
+// WhenFollowed calls fn once the bus follows every channel subscribed so
+// far: at once with a bus whose Follow is immediate, later (from another
+// goroutine) with a FollowConfirmer.
+func (h *Hub) WhenFollowed(fn func()) {
+	if c, ok := h.currentBus().(FollowConfirmer); ok {
+		c.WhenFollowed(fn)
+		return
+	}
+	fn()
+}

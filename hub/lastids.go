@@ -3,6 +3,7 @@ package hub
 import (
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // lastIDShards spreads the last-published-id store over locks.
@@ -103,4 +104,18 @@ func (l *lastIDs) get(hash uint64, channel string) (string, bool) {
 // publish that happened while the client was between requests.
 func (h *Hub) LastPublishedID(channel string) (id string, known bool) {
 	return h.lastPublished.get(h.hash(channel), channel)
+}
+
+// NoteLastPublished records id as channel's last published id for an item
+// that does not pass through Receive: a bus reports items published on
+// other nodes for channels this node does not follow, so that recovery
+// sees them. A (channel, id) seen within the de-dup window is ignored, as
+// Receive would ignore the item.
+func (h *Hub) NoteLastPublished(channel, id string) {
+	hash := h.hash(channel)
+	cfg := h.config()
+	if id != "" && cfg.IDCacheTTL > 0 && h.dedup.check(hash, channel, id, int64(time.Since(h.epoch)), cfg.IDCacheTTL, cfg.DedupBytes) {
+		return
+	}
+	h.lastPublished.set(hash, channel, id)
 }

@@ -26,6 +26,11 @@ const (
 	DefaultShardBuffer = 4096
 	// missedInterval rate-limits the missed-items callback.
 	missedInterval = time.Second
+	// flushTimeout bounds the wait for the server to confirm follows.
+	flushTimeout = 5 * time.Second
+	// maxIDsPayload is the size past which Publish splits a batch's
+	// last-id announcement into several messages.
+	maxIDsPayload = 64 << 10
 )
 
 // ErrDisconnected is returned by Publish while the NATS connection is down,
@@ -50,6 +55,11 @@ type Options struct {
 	ShardBuffer int
 	// NATS are extra connection options (credentials, TLS, token...).
 	NATS []nats.Option
+	// LastID, if set, is told the id of every item published by any node
+	// on a channel this node does not follow (an empty id for an item
+	// without one), so that prev-id recovery sees publishes it did not
+	// receive. Items on followed channels reach the receiver instead.
+	LastID func(channel, id string)
 }
 
 // Stats counts the bus's traffic, for metrics.
@@ -74,6 +84,13 @@ type Bus struct {
 	mu     sync.Mutex
 	subs   map[string]*follow
 	closed bool
+
+	lastID func(channel, id string)
+	idsSub *nats.Subscription
+
+	wmu      sync.Mutex
+	waiters  []func(error) // callbacks waiting for the next flush
+	flushing bool
 
 	lastMissed atomic.Int64 // unix nanos of the last missed callback
 
@@ -106,7 +123,7 @@ func New(o Options, recv hub.Receiver, missed func(channels []string)) (*Bus, er
 		o.ShardBuffer = DefaultShardBuffer
 	}
 	b := &Bus{
-		prefix: o.Prefix, linger: o.Linger, recv: recv, missed: missed,
+		prefix: o.Prefix, linger: o.Linger, recv: recv, missed: missed, lastID: o.LastID,
 		seed: maphash.MakeSeed(), done: make(chan struct{}), subs: make(map[string]*follow),
 	}
 	b.shards = make([]chan *nats.Msg, o.Shards)
@@ -137,6 +154,10 @@ func New(o Options, recv hub.Receiver, missed func(channels []string)) (*Bus, er
 		return nil, fmt.Errorf("natsbus: connecting: %w", err)
 	}
 	b.nc = nc
+	if b.idsSub, err = nc.Subscribe(IDsSubject(b.prefix), b.receiveIDs); err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("natsbus: subscribing to last ids: %w", err)
+	}
 	for _, ch := range b.shards {
 		b.wg.Add(1)
 		go b.deliver(ch)
@@ -162,9 +183,16 @@ func Subject(prefix, channel string) string {
 	return prefix + ".ch." + base64.RawURLEncoding.EncodeToString([]byte(channel))
 }
 
+// IDsSubject is the subject on which every node announces the ids of the
+// items it publishes, and which every node follows.
+func IDsSubject(prefix string) string { return prefix + ".ids" }
+
 // Publish sends each item once to its channel's subject; every node that
-// follows the channel, this one included, receives it. It fails at once
-// while NATS is unreachable.
+// follows the channel, this one included, receives it. Then it announces
+// the items' channels and ids on IDsSubject, for the nodes that do not
+// follow them, and returns once the server has them all, so that an
+// accepted publish is not lost in a buffer when the connection drops. It
+// fails at once while NATS is unreachable.
 func (b *Bus) Publish(items []*hub.Item) error {
 	if !b.nc.IsConnected() {
 		return ErrDisconnected
@@ -185,7 +213,79 @@ func (b *Bus) Publish(items []*hub.Item) error {
 		}
 		b.out.Add(1)
 	}
+	if err := b.publishIDs(items); err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	b.afterFlush(func(err error) { done <- err })
+	if err := <-done; err != nil {
+		if !b.nc.IsConnected() {
+			return ErrDisconnected
+		}
+		return fmt.Errorf("natsbus: confirming publish: %w", err)
+	}
 	return nil
+}
+
+// publishIDs announces each item's channel and id, as JSON pairs, in
+// messages of at most about maxIDsPayload bytes.
+func (b *Bus) publishIDs(items []*hub.Item) error {
+	var pairs [][2]string
+	size := 0
+	send := func() error {
+		if len(pairs) == 0 {
+			return nil
+		}
+		data, err := json.Marshal(pairs)
+		if err != nil {
+			return fmt.Errorf("natsbus: encoding ids: %w", err)
+		}
+		pairs, size = pairs[:0], 0
+		if err := b.nc.Publish(IDsSubject(b.prefix), data); err != nil {
+			if !b.nc.IsConnected() {
+				return ErrDisconnected
+			}
+			return fmt.Errorf("natsbus: publishing ids: %w", err)
+		}
+		return nil
+	}
+	for _, it := range items {
+		if it == nil {
+			continue
+		}
+		pairs = append(pairs, [2]string{it.Channel, it.ID})
+		if size += len(it.Channel) + len(it.ID) + 8; size >= maxIDsPayload {
+			if err := send(); err != nil {
+				return err
+			}
+		}
+	}
+	return send()
+}
+
+// receiveIDs hands the announced ids of channels this node does not follow
+// to the LastID callback, in the order they were announced.
+func (b *Bus) receiveIDs(m *nats.Msg) {
+	if b.lastID == nil {
+		return
+	}
+	var pairs [][2]string
+	if err := json.Unmarshal(m.Data, &pairs); err != nil {
+		b.drops.Add(1)
+		return
+	}
+	for _, p := range pairs {
+		b.mu.Lock()
+		_, followed := b.subs[p[0]]
+		closed := b.closed
+		b.mu.Unlock()
+		if closed {
+			return
+		}
+		if !followed {
+			b.lastID(p[0], p[1])
+		}
+	}
 }
 
 // Follow subscribes to channel's subject, or cancels its pending unfollow.
@@ -235,6 +335,44 @@ func (b *Bus) Unfollow(channel string) error {
 // Flush waits until the server has processed every subscription sent so
 // far, so that a caller knows publishes from other nodes now reach it.
 func (b *Bus) Flush(timeout time.Duration) error { return b.nc.FlushTimeout(timeout) }
+
+// WhenFollowed calls fn, from another goroutine, once the server has
+// confirmed every Follow made before the call (or the confirmation failed:
+// a reconnect then reports the followed channels as missed).
+func (b *Bus) WhenFollowed(fn func()) { b.afterFlush(func(error) { fn() }) }
+
+// afterFlush calls fn with the result of a flush (a round trip to the
+// server) started after the call. Callers that arrive during a flush share
+// the next one, so a burst of publishes or first subscriptions costs one
+// round trip.
+func (b *Bus) afterFlush(fn func(error)) {
+	b.wmu.Lock()
+	b.waiters = append(b.waiters, fn)
+	start := !b.flushing
+	b.flushing = true
+	b.wmu.Unlock()
+	if start {
+		go b.flushWaiters()
+	}
+}
+
+func (b *Bus) flushWaiters() {
+	for {
+		b.wmu.Lock()
+		w := b.waiters
+		b.waiters = nil
+		if len(w) == 0 {
+			b.flushing = false
+			b.wmu.Unlock()
+			return
+		}
+		b.wmu.Unlock()
+		err := b.nc.FlushTimeout(flushTimeout)
+		for _, fn := range w {
+			fn(err)
+		}
+	}
+}
 
 // Connected reports whether the NATS connection is up.
 func (b *Bus) Connected() bool { return b.nc.IsConnected() }
@@ -341,4 +479,7 @@ func (b *Bus) decode(m *nats.Msg) []*hub.Item {
 	return []*hub.Item{it}
 }
 
-var _ hub.Bus = (*Bus)(nil)
+var (
+	_ hub.Bus             = (*Bus)(nil)
+	_ hub.FollowConfirmer = (*Bus)(nil)
+)

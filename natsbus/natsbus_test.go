@@ -49,7 +49,7 @@ type node struct {
 func newNode(t *testing.T, url string, linger time.Duration) *node {
 	t.Helper()
 	n := &node{h: hub.New(hub.Config{WakeInterval: -1})}
-	b, err := New(Options{URLs: []string{url}, Linger: linger, Shards: 4}, n.h.Receive, func(chs []string) {
+	b, err := New(Options{URLs: []string{url}, Linger: linger, Shards: 4, LastID: n.h.NoteLastPublished}, n.h.Receive, func(chs []string) {
 		n.mu.Lock()
 		n.missed = append(n.missed, chs...)
 		n.mu.Unlock()
@@ -61,6 +61,9 @@ func newNode(t *testing.T, url string, linger time.Duration) *node {
 	n.bus = b
 	n.h.SetBus(b)
 	t.Cleanup(n.h.Close)
+	if err := b.Flush(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
 	return n
 }
 
@@ -308,4 +311,61 @@ func TestSlowConsumerDropSignalsMissed(t *testing.T) {
 		return b.Stats().Drops > 0 && len(n.missed) > 0
 	})
 	once.Do(func() { close(block) })
+}
+
+func TestLastIDsOfUnfollowedChannelsReachEveryNode(t *testing.T) {
+	s := runServer(t, -1)
+	defer s.Shutdown()
+	a, b, c := newNode(t, serverURL(s), time.Minute), newNode(t, serverURL(s), time.Minute), newNode(t, serverURL(s), time.Minute)
+	// b follows nothing; c follows "followed", so its last id comes with
+	// the items themselves.
+	sub := c.subscribe(t, "followed")
+	for _, it := range []*hub.Item{streamItem("quiet", "x1", "1"), streamItem("quiet", "x2", "2"), streamItem("followed", "f1", "f")} {
+		if err := a.h.Publish([]*hub.Item{it}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// A redundant publisher repeats x1 on another node: it is a duplicate
+	// and must not move the last id back.
+	if err := c.h.Publish([]*hub.Item{streamItem("quiet", "x1", "1")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.h.Publish([]*hub.Item{streamItem("quiet", "x3", "3")}); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*node{a, b, c} {
+		eventually(t, "last id of an unfollowed channel", func() bool {
+			id, ok := n.h.LastPublishedID("quiet")
+			return ok && id == "x3"
+		})
+	}
+	eventually(t, "last id of a followed channel", func() bool {
+		id, ok := b.h.LastPublishedID("followed")
+		return ok && id == "f1"
+	})
+	if got := collect(t, sub, 1); got[0].Item.ID != "f1" {
+		t.Fatalf("followed channel got %q", got[0].Item.ID)
+	}
+	if id, _ := c.h.LastPublishedID("followed"); id != "f1" {
+		t.Fatalf("follower's last id %q, want f1", id)
+	}
+}
+
+func TestWhenFollowedWaitsForTheServerToHaveTheSubscription(t *testing.T) {
+	s := runServer(t, -1)
+	defer s.Shutdown()
+	n := newNode(t, serverURL(s), time.Minute)
+	const rounds = 20
+	interest := make(chan bool, rounds)
+	for i := range rounds {
+		ch := fmt.Sprint("confirm-", i)
+		n.h.Subscribe(hub.NewSubscriber(hub.KindStream), ch)
+		subject := Subject(DefaultPrefix, ch)
+		n.h.WhenFollowed(func() { interest <- s.GlobalAccount().SubscriptionInterest(subject) })
+	}
+	for range rounds {
+		if !<-interest {
+			t.Fatal("WhenFollowed ran before the server had the subscription")
+		}
+	}
 }
