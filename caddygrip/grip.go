@@ -153,6 +153,9 @@ func (g *Grip) Provision(ctx caddy.Context) error {
 	if err := g.ref.acquire(g.Hub, g.logger); err != nil {
 		return fmt.Errorf("hub %q: %w", g.Hub, err)
 	}
+	if err := g.ref.join(ctx); err != nil {
+		return err
+	}
 	return onExit(ctx, g.drain)
 }
 

@@ -1,10 +1,15 @@
 package caddygrip
 
 import (
+	"errors"
+	"fmt"
+	"sync"
+
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
 	"github.com/caddy-grip/grip/hub"
+	"github.com/caddy-grip/grip/natsbus"
 )
 
 // DefaultHub is the hub name used when a handler names none.
@@ -15,13 +20,77 @@ const DefaultHub = "default"
 // (2 -> 1), so held connections and their subscriptions never notice.
 var hubs = caddy.NewUsagePool()
 
-// pooledHub lets the usage pool close a hub once no config uses it.
-type pooledHub struct{ *hub.Hub }
+// pooledHub is a hub in the usage pool, with the bus it was given: the
+// pool closes it once no config uses it.
+type pooledHub struct {
+	*hub.Hub
 
-// Destruct closes the hub when the last handler naming it is cleaned up.
-func (p pooledHub) Destruct() error {
+	busMu  sync.Mutex
+	busKey string // identity of the NATS options in use; "" for the local bus
+	owner  *App   // the app that set the bus, until it stops
+}
+
+// Destruct closes the hub, and its bus, when the last handler naming it is
+// cleaned up.
+func (p *pooledHub) Destruct() error {
 	p.Close()
 	return nil
+}
+
+// useBus gives the hub the bus that opts describe (nil: the local bus)
+// unless it has that one already, so an unchanged configuration keeps its
+// NATS connection across reloads. A new bus follows the hub's channels
+// before the old one closes, so held clients stay subscribed.
+func (p *pooledHub) useBus(owner *App, name string, opts *natsbus.Options, key string, logger *zap.Logger) error {
+	p.busMu.Lock()
+	defer p.busMu.Unlock()
+	p.owner = owner
+	if key == p.busKey {
+		return nil
+	}
+	if opts == nil {
+		p.SetBus(nil)
+		p.busKey = ""
+		logger.Info("hub bus is local", zap.String("hub", name))
+		return nil
+	}
+	o := *opts
+	o.Prefix = hubSubjectPrefix(opts.Prefix, name)
+	h := p.Hub
+	o.LastID = h.NoteLastPublished
+	log := logger.With(zap.String("hub", name))
+	o.Log = func(event string, err error) {
+		if err != nil {
+			log.Warn("nats "+event, zap.Error(err))
+			return
+		}
+		log.Info("nats " + event)
+	}
+	b, err := natsbus.New(o, h.Receive, h.Missed)
+	if err != nil {
+		return err
+	}
+	h.SetBus(b)
+	p.busKey = key
+	log.Info("hub joined NATS", zap.Strings("urls", o.URLs), zap.String("subject_prefix", o.Prefix))
+	return nil
+}
+
+// disown is called when owner's config stops: if no later config's app
+// has set the hub's bus since, the config that follows has no `grip`
+// option (or none is left), and the hub returns to the local bus.
+func (p *pooledHub) disown(owner *App, name string, logger *zap.Logger) {
+	p.busMu.Lock()
+	defer p.busMu.Unlock()
+	if p.owner != owner {
+		return
+	}
+	p.owner = nil
+	if p.busKey != "" {
+		p.SetBus(nil)
+		p.busKey = ""
+		logger.Info("hub bus is local", zap.String("hub", name))
+	}
 }
 
 // hubRef is one handler's claim on a pooled hub; release is safe to call
@@ -30,6 +99,7 @@ func (p pooledHub) Destruct() error {
 type hubRef struct {
 	name     string
 	hub      *hub.Hub
+	pooled   *pooledHub
 	acquired bool
 }
 
@@ -40,13 +110,14 @@ func (ref *hubRef) acquire(name string, logger *zap.Logger) error {
 		name = DefaultHub
 	}
 	val, _, err := hubs.LoadOrNew(name, func() (caddy.Destructor, error) {
-		return pooledHub{hub.New(hub.Config{})}, nil
+		return &pooledHub{Hub: hub.New(hub.Config{})}, nil
 	})
 	if err != nil {
 		return err
 	}
 	ref.name = name
-	ref.hub = val.(pooledHub).Hub
+	ref.pooled = val.(*pooledHub)
+	ref.hub = ref.pooled.Hub
 	ref.acquired = true
 	ref.hub.SetLogger(logger.With(zap.String("hub", name)))
 	return nil
@@ -67,10 +138,25 @@ func LookupHub(name string) *hub.Hub {
 	var found *hub.Hub
 	hubs.Range(func(key, value any) bool {
 		if key == name {
-			found = value.(pooledHub).Hub
+			found = value.(*pooledHub).Hub
 			return false
 		}
 		return true
 	})
 	return found
+}
+
+// join registers the claimed hub with the config's grip app, which gives
+// it its bus when the config starts. Without the app (no `grip` global
+// option) the hub keeps its bus until the app that set it stops.
+func (ref *hubRef) join(ctx caddy.Context) error {
+	app, err := ctx.AppIfConfigured("grip")
+	if errors.Is(err, caddy.ErrNotConfigured) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("loading the grip app: %w", err)
+	}
+	app.(*App).register(ref.name, ref.pooled)
+	return nil
 }

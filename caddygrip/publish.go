@@ -81,6 +81,9 @@ func (p *Publish) Provision(ctx caddy.Context) error {
 	if err := p.ref.acquire(p.Hub, p.logger); err != nil {
 		return fmt.Errorf("hub %q: %w", p.Hub, err)
 	}
+	if err := p.ref.join(ctx); err != nil {
+		return err
+	}
 	return nil
 }
 

@@ -61,7 +61,7 @@ type HTTPResponse struct {
 	// Body comes from "body" or the decoded "body-bin".
 	Body []byte
 	// BodyPatch is an RFC 6902 JSON Patch applied to the held body; nil if absent.
-	BodyPatch json.RawMessage
+	BodyPatch json.RawMessage `json:",omitempty"`
 	// ContentFilters, when non-nil, must equal the subscription's content filters.
 	ContentFilters []string
 }

@@ -60,6 +60,9 @@ type Options struct {
 	// without one), so that prev-id recovery sees publishes it did not
 	// receive. Items on followed channels reach the receiver instead.
 	LastID func(channel, id string)
+	// Log, if set, is told of connection events ("disconnected",
+	// "reconnected", "slow consumer", "error"), for the operator's log.
+	Log func(event string, err error)
 }
 
 // Stats counts the bus's traffic, for metrics.
@@ -130,6 +133,11 @@ func New(o Options, recv hub.Receiver, missed func(channels []string)) (*Bus, er
 	for i := range b.shards {
 		b.shards[i] = make(chan *nats.Msg, o.ShardBuffer)
 	}
+	logf := func(event string, err error) {
+		if o.Log != nil {
+			o.Log(event, err)
+		}
+	}
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
@@ -139,13 +147,19 @@ func New(o Options, recv hub.Receiver, missed func(channels []string)) (*Bus, er
 		nats.ReconnectBufSize(-1),
 		nats.ReconnectHandler(func(*nats.Conn) {
 			b.reconnects.Add(1)
+			logf("reconnected", nil)
 			b.signalMissed(true)
 		}),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logf("disconnected", err) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
 				b.drops.Add(1)
-				b.signalMissed(false)
+				if b.signalMissed(false) {
+					logf("slow consumer", err)
+				}
+				return
 			}
+			logf("error", err)
 		}),
 	}
 	opts = append(opts, o.NATS...)
@@ -420,22 +434,24 @@ func (b *Bus) followed() []string {
 }
 
 // signalMissed tells the hub that every followed channel may have missed
-// items; slow-consumer signals are rate-limited, reconnects always run.
-func (b *Bus) signalMissed(always bool) {
+// items; slow-consumer signals are rate-limited, reconnects always run. It
+// reports whether it signalled.
+func (b *Bus) signalMissed(always bool) bool {
 	if b.missed == nil {
-		return
+		return false
 	}
 	now := time.Now().UnixNano()
 	last := b.lastMissed.Load()
 	if !always && now-last < int64(missedInterval) {
-		return
+		return false
 	}
 	if !b.lastMissed.CompareAndSwap(last, now) && !always {
-		return
+		return false
 	}
 	if chans := b.followed(); len(chans) > 0 {
 		go b.missed(chans) // never from a NATS callback's goroutine under our locks
 	}
+	return true
 }
 
 // deliver runs one shard: it decodes messages in arrival order (one

@@ -3,6 +3,7 @@ package natsbus
 import (
 	"fmt"
 	"net"
+	"reflect"
 	"runtime"
 	"strconv"
 	"sync"
@@ -202,6 +203,11 @@ func TestAllFormatsSurviveTheWire(t *testing.T) {
 	w := collect(t, ws, 1)[0].Item
 	if r.HTTPResponse.Code != 201 || len(r.HTTPResponse.Headers) != 2 || string(r.HTTPResponse.Body) != "\x00\x01\xff" || r.Meta["sender"] != "x" || r.PrevID != "0" {
 		t.Fatalf("http-response item changed: %+v", r.HTTPResponse)
+	}
+	// Absent fields stay absent: a nil body-patch must not come back as
+	// JSON null, which a response hold would try to apply.
+	if !reflect.DeepEqual(*r.HTTPResponse, *it.HTTPResponse) {
+		t.Fatalf("http-response changed on the wire:\n got %#v\nwant %#v", *r.HTTPResponse, *it.HTTPResponse)
 	}
 	if w.WSMessage.Type != "binary" || string(w.WSMessage.Content) != "\x09\x08" {
 		t.Fatalf("ws-message item changed: %+v", w.WSMessage)

@@ -1,0 +1,127 @@
+package caddygrip
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+)
+
+func adaptApp(t *testing.T, global string) (map[string]any, error) {
+	t.Helper()
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte("{\n"+global+"\n}\nhttp://127.0.0.1:1 {\n\tgrip\n}\n"), nil)
+	if err != nil {
+		return nil, err
+	}
+	var out struct {
+		Apps map[string]json.RawMessage `json:"apps"`
+	}
+	if err := json.Unmarshal(cfg, &out); err != nil {
+		t.Fatal(err)
+	}
+	var app map[string]any
+	if err := json.Unmarshal(out.Apps["grip"], &app); err != nil {
+		t.Fatalf("apps.grip: %v in %s", err, cfg)
+	}
+	return app, nil
+}
+
+func TestGlobalOptionAdaptsToTheGripApp(t *testing.T) {
+	app, err := adaptApp(t, `	grip {
+		nats nats://10.0.0.5:4222 nats://10.0.0.6:4222 {
+			subject_prefix grip
+			name           node-a
+			credentials    /etc/grip/nats.creds
+			token          tok
+			user           u
+			password       p
+			linger         30s
+			tls {
+				ca   /etc/ca.pem
+				cert /etc/c.pem
+				key  /etc/k.pem
+			}
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := json.Marshal(app)
+	want := `{"nats":{"credentials":"/etc/grip/nats.creds","linger":30000000000,"name":"node-a","password":"p","subject_prefix":"grip","tls":{"ca":"/etc/ca.pem","cert":"/etc/c.pem","key":"/etc/k.pem"},"token":"tok","urls":["nats://10.0.0.5:4222","nats://10.0.0.6:4222"],"user":"u"}}`
+	if string(got) != want {
+		t.Fatalf("adapted\n got %s\nwant %s", got, want)
+	}
+}
+
+func TestGlobalOptionRejectsWhatItDoesNotKnow(t *testing.T) {
+	for _, tc := range []struct{ global, want string }{
+		{"\tgrip {\n\t\tnats\n\t}", "want at least one NATS URL"},
+		{"\tgrip {\n\t\tnats nats://a:1 {\n\t\t\tfoo bar\n\t\t}\n\t}", `unknown option "foo"`},
+		{"\tgrip {\n\t\tbus nats://a:1\n\t}", `unknown option "bus"`},
+		{"\tgrip {\n\t\tnats nats://a:1 {\n\t\t\tlinger soon\n\t\t}\n\t}", `linger "soon"`},
+		{"\tgrip {\n\t\tnats nats://a:1 {\n\t\t\ttls {\n\t\t\t\tpin x\n\t\t\t}\n\t\t}\n\t}", `unknown option "pin"`},
+		{"\tgrip {\n\t\tnats nats://a:1\n\t\tnats nats://b:1\n\t}", "nats given twice"},
+	} {
+		if _, err := adaptApp(t, tc.global); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.global, err, tc.want)
+		}
+	}
+}
+
+func TestNATSOptionsFailClosed(t *testing.T) {
+	t.Setenv("GRIP_TEST_EMPTY", "")
+	for _, tc := range []struct {
+		cfg  NATSConfig
+		want string
+	}{
+		{NATSConfig{}, "want at least one NATS URL"},
+		{NATSConfig{URLs: []string{"{env.GRIP_TEST_EMPTY}"}}, "urls[0]"},
+		{NATSConfig{URLs: []string{"http://a:1"}}, "want a nats://"},
+		{NATSConfig{URLs: []string{"nats://"}}, "no host"},
+		{NATSConfig{URLs: []string{"nats://a:1"}, Token: "{env.GRIP_TEST_EMPTY}"}, "token"},
+		{NATSConfig{URLs: []string{"nats://a:1"}, SubjectPrefix: "a..b"}, "empty subject token"},
+		{NATSConfig{URLs: []string{"nats://a:1"}, SubjectPrefix: "a >"}, "wildcards"},
+		{NATSConfig{URLs: []string{"nats://a:1"}, Password: "p"}, "user and password"},
+		{NATSConfig{URLs: []string{"nats://a:1"}, TLS: &NATSTLS{Cert: "/c"}}, "tls cert and key"},
+		{NATSConfig{URLs: []string{"nats://a:1"}, TLS: &NATSTLS{}}, "tls: set ca"},
+		{NATSConfig{URLs: []string{"nats://a:1"}, TLS: &NATSTLS{CA: "/nonexistent/ca.pem"}}, "tls ca"},
+		{NATSConfig{URLs: []string{"nats://a:1"}, Linger: -1}, "linger"},
+	} {
+		if _, _, err := tc.cfg.resolve(caddy.NewReplacer()); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: error %v, want %q", tc.cfg, err, tc.want)
+		}
+	}
+}
+
+func TestNATSOptionsKeyIsStableAndChangesWithTheOptions(t *testing.T) {
+	base := NATSConfig{URLs: []string{"nats://a:1"}, Name: "n"}
+	_, k1, err := base.resolve(caddy.NewReplacer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	same := base
+	same.SubjectPrefix = "grip" // the default, spelled out
+	_, k2, _ := same.resolve(caddy.NewReplacer())
+	changed := base
+	changed.Linger = caddy.Duration(1e9)
+	_, k3, _ := changed.resolve(caddy.NewReplacer())
+	if k1 != k2 || k1 == k3 {
+		t.Fatalf("keys: base %s, default spelled out %s, changed %s", k1, k2, k3)
+	}
+}
+
+func TestHubSubjectPrefixIsOneTokenPerHub(t *testing.T) {
+	for name, want := range map[string]string{
+		"default": "grip.default",
+		"a-b_C9":  "grip.a-b_C9",
+		"a.b":     "grip.=YS5i",
+		"*":       "grip.=Kg",
+		"=Kg":     "grip.=PUtn",
+	} {
+		if got := hubSubjectPrefix("grip", name); got != want {
+			t.Errorf("%q: %q, want %q", name, got, want)
+		}
+	}
+}
