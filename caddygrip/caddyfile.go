@@ -104,10 +104,16 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return d.Errf("grip: websocket %q: want over_http or passthrough", g.WebSocket)
 			}
 		case "origins":
-			g.Origins = append(g.Origins, d.RemainingArgs()...)
-			if len(g.Origins) == 0 {
+			args := d.RemainingArgs()
+			if len(args) == 0 {
 				return d.ArgErr()
 			}
+			for _, o := range args {
+				if o == "" {
+					return d.Errf("grip: origins: want patterns, got an empty string")
+				}
+			}
+			g.Origins = append(g.Origins, args...)
 		case "max_message_size":
 			n, err := intArg(d, "grip", opt)
 			if err != nil {

@@ -114,6 +114,9 @@ func TestCaddyfileRejectsBadOptions(t *testing.T) {
 		{"grip {\n\torigins\n}", "wrong argument count"},
 		{"grip {\n\tupdate_on_first_subscription maybe\n}", `grip: update_on_first_subscription "maybe": want on or off`},
 		{"grip {\n\tauto_cross_origin yes\n}", "wrong argument count"},
+		{"grip {\n\torigins https://a.example \"\"\n}", "grip: origins: want patterns, got an empty string"},
+		{"grip {\n\tjsonp {\n\t\tcallback \"\"\n\t}\n}", "grip: jsonp: callback: want a value, got an empty string"},
+		{"grip {\n\tjsonp {\n\t\tdefault_method \"\"\n\t}\n}", "grip: jsonp: default_method: want a value, got an empty string"},
 	}
 	for i, tc := range cases {
 		_, err := adaptHandlers(t, ":8080 {\n"+tc.body+"\n}")

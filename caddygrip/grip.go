@@ -2,6 +2,7 @@ package caddygrip
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -107,47 +108,12 @@ func (Grip) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision claims the hub, parses the keys and arranges the drain on exit.
+// Provision checks the options, parses the keys, claims the hub and
+// arranges the drain on exit.
 func (g *Grip) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
 	g.sessions = new(sync.WaitGroup)
-	repl := caddy.NewReplacer()
-	if g.SigIss == "" {
-		g.SigIss = defaultSigIss
-	}
-	if g.MaxInstructSize <= 0 {
-		g.MaxInstructSize = defaultMaxInstructSize
-	}
-	if g.MaxMessageSize <= 0 {
-		g.MaxMessageSize = defaultMaxMessageSize
-	}
-	switch g.WebSocket {
-	case "", "over_http", "passthrough":
-	default:
-		return fmt.Errorf("websocket: want over_http or passthrough, got %q", g.WebSocket)
-	}
-	if g.JSONP != nil {
-		if err := g.JSONP.Validate(); err != nil {
-			return fmt.Errorf("jsonp: %w", err)
-		}
-	}
-	if g.WriteTimeout <= 0 {
-		g.WriteTimeout = caddy.Duration(defaultWriteTimeout)
-	}
-	sig, err := parseKeyOption(repl, "sig_key", g.SigKey)
-	if err != nil {
-		return err
-	}
-	if sig != nil {
-		iss, err := replaceSet(repl, "sig_iss", g.SigIss)
-		if err != nil {
-			return err
-		}
-		if g.signer, err = NewSigner(sig, iss, 0); err != nil {
-			return fmt.Errorf("sig_key: %w", err)
-		}
-	}
-	if g.upstream, err = parseKeyOption(repl, "upstream_key", g.UpstreamKey); err != nil {
+	if err := g.provisionOptions(caddy.NewReplacer()); err != nil {
 		return err
 	}
 	if err := g.ref.acquire(g.Hub, g.logger); err != nil {
@@ -157,6 +123,85 @@ func (g *Grip) Provision(ctx caddy.Context) error {
 		return err
 	}
 	return onExit(ctx, g.drain)
+}
+
+// provisionOptions replaces placeholders in the string options, checks
+// every option and fills in the defaults. An option given but empty after
+// placeholders, or invalid, is an error naming it: the handler fails
+// closed rather than running without what the option asked for.
+func (g *Grip) provisionOptions(repl *caddy.Replacer) error {
+	err := replaceOptions(repl, map[string]*string{
+		"hub":       &g.Hub,
+		"sig_iss":   &g.SigIss,
+		"websocket": &g.WebSocket,
+	})
+	if err != nil {
+		return err
+	}
+	switch g.WebSocket {
+	case "", "over_http", "passthrough":
+	default:
+		return fmt.Errorf("websocket %q: want over_http or passthrough", g.WebSocket)
+	}
+	if g.Origins, err = replaceList(repl, "origins", g.Origins); err != nil {
+		return err
+	}
+	if j := g.JSONP; j != nil {
+		err := replaceOptions(repl, map[string]*string{
+			"jsonp.mode":             &j.Mode,
+			"jsonp.callback":         &j.Callback,
+			"jsonp.body_param":       &j.BodyParam,
+			"jsonp.default_callback": &j.DefaultCallback,
+			"jsonp.default_method":   &j.DefaultMethod,
+		})
+		if err != nil {
+			return err
+		}
+		if err := j.Validate(); err != nil {
+			return fmt.Errorf("jsonp: %w", err)
+		}
+	}
+	if err := notNegative("max_instruct_size", g.MaxInstructSize, "number of bytes"); err != nil {
+		return err
+	}
+	if err := notNegative("max_message_size", g.MaxMessageSize, "number of bytes"); err != nil {
+		return err
+	}
+	if g.WriteTimeout < 0 {
+		return fmt.Errorf("write_timeout %v: want a positive duration", time.Duration(g.WriteTimeout))
+	}
+	if g.SigIss == "" {
+		g.SigIss = defaultSigIss
+	}
+	if g.MaxInstructSize == 0 {
+		g.MaxInstructSize = defaultMaxInstructSize
+	}
+	if g.MaxMessageSize == 0 {
+		g.MaxMessageSize = defaultMaxMessageSize
+	}
+	if g.WriteTimeout == 0 {
+		g.WriteTimeout = caddy.Duration(defaultWriteTimeout)
+	}
+	sig, err := parseKeyOption(repl, "sig_key", g.SigKey)
+	if err != nil {
+		return err
+	}
+	if sig != nil {
+		if g.signer, err = NewSigner(sig, g.SigIss, 0); err != nil {
+			return fmt.Errorf("sig_key: %w", err)
+		}
+	}
+	if g.upstream, err = parseKeyOption(repl, "upstream_key", g.UpstreamKey); err != nil {
+		return err
+	}
+	return nil
+}
+
+// UnmarshalJSON decodes the handler's JSON config as Caddy does, with
+// errors that name the field.
+func (g *Grip) UnmarshalJSON(b []byte) error {
+	type plain Grip // without this method
+	return decodeNamed(b, (*plain)(g))
 }
 
 // updateOnFirstSubscription reports the option, with its default.
@@ -321,6 +366,7 @@ func writeText(w http.ResponseWriter, status int, body string) {
 // Interface guards
 var (
 	_ caddy.Provisioner           = (*Grip)(nil)
+	_ json.Unmarshaler            = (*Grip)(nil)
 	_ caddy.CleanerUpper          = (*Grip)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Grip)(nil)
 	_ caddyevents.Handler         = exitDrainer(nil)

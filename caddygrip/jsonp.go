@@ -102,9 +102,11 @@ func parseJSONPCaddyfile(d *caddyfile.Dispenser) (*JSONP, error) {
 		default:
 			return nil, d.Errf("unrecognized jsonp option '%s'", opt)
 		}
-		if !d.AllArgs(dst) {
-			return nil, d.ArgErr()
+		v, err := stringArg(d, "grip: jsonp", opt)
+		if err != nil {
+			return nil, err
 		}
+		*dst = v
 	}
 	if err := j.Validate(); err != nil {
 		return nil, d.Errf("jsonp: %v", err)

@@ -2,6 +2,7 @@ package caddygrip
 
 import (
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -69,13 +70,7 @@ func (Publish) CaddyModule() caddy.ModuleInfo {
 // Provision claims the hub and reads the key.
 func (p *Publish) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
-	if p.MaxBodySize < 0 || p.MaxChannelLength < 0 || p.MaxIDLength < 0 {
-		return fmt.Errorf("grip_publish: max_body_size, max_channel_length and max_id_length must be positive")
-	}
-	if p.MaxBodySize == 0 {
-		p.MaxBodySize = defaultMaxPublishBody
-	}
-	if err := p.parseKey(); err != nil {
+	if err := p.provisionOptions(caddy.NewReplacer()); err != nil {
 		return err
 	}
 	if err := p.ref.acquire(p.Hub, p.logger); err != nil {
@@ -87,16 +82,44 @@ func (p *Publish) Provision(ctx caddy.Context) error {
 	return nil
 }
 
-// parseKey reads Key (placeholders replaced) into jwtKey and secret; a Key
-// set but empty after placeholders is an error, so a missing variable
-// never turns authentication off.
-func (p *Publish) parseKey() error {
-	k, err := parseKeyOption(caddy.NewReplacer(), "key", p.Key)
+// provisionOptions replaces placeholders, checks the options and fills in
+// the defaults. An option given but empty after placeholders, or invalid,
+// is an error naming it: a missing variable in key never turns
+// authentication off.
+func (p *Publish) provisionOptions(repl *caddy.Replacer) error {
+	hub, err := replaceSet(repl, "hub", p.Hub)
+	if err != nil {
+		return err
+	}
+	p.Hub = hub
+	for _, o := range []struct {
+		name string
+		v    int64
+	}{
+		{"max_body_size", p.MaxBodySize},
+		{"max_channel_length", int64(p.MaxChannelLength)},
+		{"max_id_length", int64(p.MaxIDLength)},
+	} {
+		if err := notNegative(o.name, o.v, "number of bytes"); err != nil {
+			return err
+		}
+	}
+	if p.MaxBodySize == 0 {
+		p.MaxBodySize = defaultMaxPublishBody
+	}
+	k, err := parseKeyOption(repl, "key", p.Key)
 	if err != nil || k == nil {
 		return err
 	}
 	p.jwtKey, p.secret = k, k.Secret()
 	return nil
+}
+
+// UnmarshalJSON decodes the handler's JSON config as Caddy does, with
+// errors that name the field.
+func (p *Publish) UnmarshalJSON(b []byte) error {
+	type plain Publish // without this method
+	return decodeNamed(b, (*plain)(p))
 }
 
 // Cleanup releases the hub.
@@ -241,5 +264,6 @@ func negotiate(accept []string) (asJSON, ok bool) {
 var (
 	_ caddy.Provisioner           = (*Publish)(nil)
 	_ caddy.CleanerUpper          = (*Publish)(nil)
+	_ json.Unmarshaler            = (*Publish)(nil)
 	_ caddyhttp.MiddlewareHandler = (*Publish)(nil)
 )

@@ -17,7 +17,7 @@ import (
 func publishWithKey(t *testing.T, key string) *Publish {
 	t.Helper()
 	p := &Publish{Key: key}
-	if err := p.parseKey(); err != nil {
+	if err := p.provisionOptions(caddy.NewReplacer()); err != nil {
 		t.Fatalf("key %q: %v", key, err)
 	}
 	return p
@@ -110,9 +110,9 @@ func TestPublishJWTNotBeforeIsChecked(t *testing.T) {
 func TestPublishKeyEmptyAfterPlaceholdersFailsClosed(t *testing.T) {
 	t.Setenv("GRIP_TEST_SET_KEY", "from-env")
 	p := &Publish{Key: "{env.GRIP_TEST_UNSET_KEY_XYZ}"}
-	err := p.parseKey()
+	err := p.provisionOptions(caddy.NewReplacer())
 	if err == nil || !strings.Contains(err.Error(), "key") || !strings.Contains(err.Error(), "GRIP_TEST_UNSET_KEY_XYZ") {
-		t.Fatalf("parseKey = %v, want an error naming the option and placeholder", err)
+		t.Fatalf("provisionOptions = %v, want an error naming the option and placeholder", err)
 	}
 	p = publishWithKey(t, "{env.GRIP_TEST_SET_KEY}")
 	if !p.authorized(bearer("from-env")) || p.authorized(bearer("{env.GRIP_TEST_SET_KEY}")) {

@@ -3,6 +3,7 @@ package caddygrip
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -177,7 +178,7 @@ func TestProvisionFailsClosedOnEmptyPlaceholders(t *testing.T) {
 		{"grip upstream_key", func(t *testing.T) error { return provisionGrip(t, &Grip{UpstreamKey: unset}) },
 			`upstream_key: "` + unset + `" is empty after replacing placeholders: set it, or remove the option`},
 		{"grip_publish negative max_channel_length", func(t *testing.T) error { return provisionPublish(t, &Publish{MaxChannelLength: -1}) },
-			"grip_publish: max_body_size, max_channel_length and max_id_length must be positive"},
+			"max_channel_length -1: want a positive number of bytes"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -190,14 +191,26 @@ func TestProvisionFailsClosedOnEmptyPlaceholders(t *testing.T) {
 }
 
 // provisionGrip provisions g as Caddy would, releasing it at test end.
-func provisionGrip(t *testing.T, g *Grip) error {
+// The test context has no events app, so a Provision that gets past every
+// option check panics in onExit; that is returned as errProvisioned.
+func provisionGrip(t *testing.T, g *Grip) (err error) {
 	t.Helper()
 	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 	t.Cleanup(cancel)
-	g.Hub = "grip-test-" + strings.ReplaceAll(t.Name(), "/", "-")
-	err := g.Provision(ctx)
-	if err == nil {
-		t.Cleanup(func() { _ = g.Cleanup() })
+	if g.Hub == "" {
+		g.Hub = "grip-test-" + strings.ReplaceAll(t.Name(), "/", "-")
 	}
-	return err
+	t.Cleanup(func() {
+		if g.ref.hub != nil {
+			_ = g.Cleanup()
+		}
+	})
+	defer func() {
+		if recover() != nil {
+			err = errProvisioned
+		}
+	}()
+	return g.Provision(ctx)
 }
+
+var errProvisioned = errors.New("provisioned: every option was accepted")

@@ -114,7 +114,13 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 		return caddyhttp.Error(http.StatusBadGateway, err)
 	}
 	if !isEventsResponse(res) {
-		relayCapture(w, res) // the origin refused the connection
+		// The origin refused the connection, or does not speak
+		// WebSocket-over-HTTP at all (a plain page, a 404).
+		if ce := g.logger.Check(zap.DebugLevel, "origin answered the WebSocket OPEN with an HTTP response, not WebSocket-over-HTTP events: relaying it to the client"); ce != nil {
+			ce.Write(zap.Int("status", res.status), zap.String("content_type", res.header.Get("Content-Type")),
+				zap.String("want", "200 "+wsoverhttp.ContentType), zap.String("uri", r.RequestURI))
+		}
+		relayCapture(w, res)
 		return nil
 	}
 	events, err := wsoverhttp.ParseEvents(res.body.Bytes(), 0)
@@ -125,6 +131,11 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 		return g.failHandshake(w, r, err)
 	}
 	s.gripExt, s.prefix = wsoverhttp.ParseGripExtension(res.header.Values("Sec-WebSocket-Extensions"))
+	if !s.gripExt {
+		if ce := g.logger.Check(zap.DebugLevel, "origin did not answer the WebSocket OPEN with Sec-WebSocket-Extensions: grip: its messages go to the client as they are, c: control messages included"); ce != nil {
+			ce.Write(zap.String("connection_id", s.connID), zap.String("uri", r.RequestURI))
+		}
+	}
 	s.applyHeaders(res.header)
 
 	// The read buffer is the hijacker's, which gorilla takes over when
