@@ -174,6 +174,11 @@ func (p *Publish) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		return nil
 	}
 	if err := p.ref.hub.Publish(items); err != nil {
+		if errors.Is(err, hub.ErrItemTooLarge) {
+			p.reject(r, err.Error())
+			writeText(w, http.StatusRequestEntityTooLarge, err.Error()+"\n")
+			return nil
+		}
 		p.logger.Warn("publish not delivered", zap.Error(err), zap.String("remote", r.RemoteAddr))
 		w.Header().Set("Retry-After", "1")
 		writeText(w, http.StatusServiceUnavailable, "Service Unavailable: "+err.Error()+"\n")

@@ -1,5 +1,12 @@
 package hub
 
+import "errors"
+
+// ErrItemTooLarge is what a bus's Publish wraps when an item cannot travel
+// on it at all (larger than a NATS server's max_payload), so that the
+// publisher is told the item is too large instead of to retry.
+var ErrItemTooLarge = errors.New("item too large for the bus")
+
 // Bus is the seam between nodes: Hub.Publish hands items to the bus, and the
 // bus hands them to the receive path (Hub.Receive) of every node that follows
 // their channels, this one included. The in-memory bus and the NATS bus

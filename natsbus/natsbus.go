@@ -211,7 +211,11 @@ func (b *Bus) Publish(items []*hub.Item) error {
 	if !b.nc.IsConnected() {
 		return ErrDisconnected
 	}
-	for _, it := range items {
+	// Encode and check every item first, so a batch is refused whole
+	// rather than half published.
+	msgs := make([][]byte, len(items))
+	max := b.nc.MaxPayload()
+	for i, it := range items {
 		if it == nil {
 			continue
 		}
@@ -219,7 +223,17 @@ func (b *Bus) Publish(items []*hub.Item) error {
 		if err != nil {
 			return fmt.Errorf("natsbus: encoding item: %w", err)
 		}
-		if err := b.nc.Publish(Subject(b.prefix, it.Channel), data); err != nil {
+		if max > 0 && int64(len(data)) > max {
+			return fmt.Errorf("%w: item on channel %q is %d bytes encoded, the NATS server's max_payload is %d",
+				hub.ErrItemTooLarge, it.Channel, len(data), max)
+		}
+		msgs[i] = data
+	}
+	for i, it := range items {
+		if it == nil {
+			continue
+		}
+		if err := b.nc.Publish(Subject(b.prefix, it.Channel), msgs[i]); err != nil {
 			if errors.Is(err, nats.ErrReconnectBufExceeded) || !b.nc.IsConnected() {
 				return ErrDisconnected
 			}

@@ -1,11 +1,13 @@
 package natsbus
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"reflect"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -373,5 +375,26 @@ func TestWhenFollowedWaitsForTheServerToHaveTheSubscription(t *testing.T) {
 		if !<-interest {
 			t.Fatal("WhenFollowed ran before the server had the subscription")
 		}
+	}
+}
+
+func TestBatchWithAnItemOverMaxPayloadIsRefusedWhole(t *testing.T) {
+	o := natsserver.DefaultTestOptions
+	o.Port = -1
+	o.MaxPayload = 1024
+	s := natsserver.RunServer(&o)
+	defer s.Shutdown()
+	a, b := newNode(t, serverURL(s), time.Minute), newNode(t, serverURL(s), time.Minute)
+	sub := b.subscribe(t, "ch")
+	big := streamItem("ch", "big", strings.Repeat("x", 2048))
+	err := a.h.Publish([]*hub.Item{streamItem("ch", "small", "s"), big})
+	if !errors.Is(err, hub.ErrItemTooLarge) {
+		t.Fatalf("publish: %v, want ErrItemTooLarge", err)
+	}
+	if err := a.h.Publish([]*hub.Item{streamItem("ch", "next", "n")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, sub, 1); got[0].Item.ID != "next" {
+		t.Fatalf("first delivery %q: part of the refused batch went out", got[0].Item.ID)
 	}
 }
