@@ -150,7 +150,8 @@ type Hub struct {
 	// lastPublished is every channel's last published id, for recovery.
 	lastPublished *lastIDs
 	closed        atomic.Bool
-	drained       atomic.Bool // Drain ran: the server is exiting
+	recover       recoverQueue // channels Missed has yet to update
+	drained       atomic.Bool  // Drain ran: the server is exiting
 
 	channels, subscribers atomic.Int64
 
@@ -374,16 +375,6 @@ func (h *Hub) Publish(items []*Item) error {
 	}
 	h.published.Add(uint64(n))
 	return nil
-}
-
-// Missed tells the hub that channels may have missed items (a bus
-// reconnected or dropped messages): their holds are updated as by a hint,
-// so response holds re-request the origin and streams fetch their next
-// link instead of silently keeping a gap.
-func (h *Hub) Missed(channels []string) {
-	for _, ch := range channels {
-		h.Update(ch)
-	}
 }
 
 // Receive is the hub's receive path, the Receiver a bus calls with items
