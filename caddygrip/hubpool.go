@@ -132,18 +132,26 @@ func (ref *hubRef) release() {
 	_, _ = hubs.Delete(ref.name)
 }
 
-// LookupHub returns the live hub of that name, or nil, without claiming it:
-// for admin endpoints and tests that observe a running server.
-func LookupHub(name string) *hub.Hub {
-	var found *hub.Hub
+// lookupPooled returns the pool entry of the named hub, or nil.
+func lookupPooled(name string) *pooledHub {
+	var found *pooledHub
 	hubs.Range(func(key, value any) bool {
 		if key == name {
-			found = value.(*pooledHub).Hub
+			found = value.(*pooledHub)
 			return false
 		}
 		return true
 	})
 	return found
+}
+
+// LookupHub returns the live hub of that name, or nil, without claiming it:
+// for admin endpoints and tests that observe a running server.
+func LookupHub(name string) *hub.Hub {
+	if p := lookupPooled(name); p != nil {
+		return p.Hub
+	}
+	return nil
 }
 
 // join registers the claimed hub with the config's grip app, which gives
