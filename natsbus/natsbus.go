@@ -67,9 +67,20 @@ type Options struct {
 
 // Stats counts the bus's traffic, for metrics.
 type Stats struct {
-	Connected                  bool
-	Reconnects, In, Out, Drops uint64
-	Followed                   int
+	// Connected reports the NATS connection up.
+	Connected bool
+	// Reconnects counts reconnections after the connection was lost.
+	Reconnects uint64
+	// In and Out count item messages received and sent.
+	In, Out uint64
+	// SlowConsumer counts the times NATS dropped messages for this node
+	// because its delivery shards were full (each time, any number).
+	SlowConsumer uint64
+	// Invalid counts received messages that did not decode.
+	Invalid uint64
+	// Followed is the number of channels subscribed on NATS, lingering
+	// ones included.
+	Followed int
 }
 
 // Bus is a hub.Bus over a NATS connection.
@@ -97,7 +108,7 @@ type Bus struct {
 
 	lastMissed atomic.Int64 // unix nanos of the last missed callback
 
-	reconnects, in, out, drops atomic.Uint64
+	reconnects, in, out, slow, invalid atomic.Uint64
 }
 
 type follow struct {
@@ -153,7 +164,7 @@ func New(o Options, recv hub.Receiver, missed func(channels []string)) (*Bus, er
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logf("disconnected", err) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
-				b.drops.Add(1)
+				b.slow.Add(1)
 				if b.signalMissed(false) {
 					logf("slow consumer", err)
 				}
@@ -299,7 +310,7 @@ func (b *Bus) receiveIDs(m *nats.Msg) {
 	}
 	var pairs [][2]string
 	if err := json.Unmarshal(m.Data, &pairs); err != nil {
-		b.drops.Add(1)
+		b.invalid.Add(1)
 		return
 	}
 	for _, p := range pairs {
@@ -411,7 +422,7 @@ func (b *Bus) Stats() Stats {
 	n := len(b.subs)
 	b.mu.Unlock()
 	return Stats{Connected: b.nc.IsConnected(), Reconnects: b.reconnects.Load(), In: b.in.Load(),
-		Out: b.out.Load(), Drops: b.drops.Load(), Followed: n}
+		Out: b.out.Load(), SlowConsumer: b.slow.Load(), Invalid: b.invalid.Load(), Followed: n}
 }
 
 // Close unsubscribes, closes the connection and stops the delivery
@@ -502,7 +513,7 @@ func (b *Bus) deliver(ch chan *nats.Msg) {
 func (b *Bus) decode(m *nats.Msg) []*hub.Item {
 	it := new(hub.Item)
 	if err := json.Unmarshal(m.Data, it); err != nil || m.Subject != Subject(b.prefix, it.Channel) {
-		b.drops.Add(1)
+		b.invalid.Add(1)
 		return nil
 	}
 	b.in.Add(1)

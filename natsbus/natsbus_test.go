@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	natsserver "github.com/nats-io/nats-server/v2/test"
+	"github.com/nats-io/nats.go"
 
 	"github.com/caddy-grip/grip/hub"
 )
@@ -316,7 +317,7 @@ func TestSlowConsumerDropSignalsMissed(t *testing.T) {
 	eventually(t, "slow-consumer drop counted and signalled", func() bool {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		return b.Stats().Drops > 0 && len(n.missed) > 0
+		return b.Stats().SlowConsumer > 0 && len(n.missed) > 0
 	})
 	once.Do(func() { close(block) })
 }
@@ -396,5 +397,37 @@ func TestBatchWithAnItemOverMaxPayloadIsRefusedWhole(t *testing.T) {
 	}
 	if got := collect(t, sub, 1); got[0].Item.ID != "next" {
 		t.Fatalf("first delivery %q: part of the refused batch went out", got[0].Item.ID)
+	}
+}
+
+func TestUndecodableMessagesAreCountedAndDropped(t *testing.T) {
+	s := runServer(t, -1)
+	defer s.Shutdown()
+	n := newNode(t, serverURL(s), time.Minute)
+	sub := n.subscribe(t, "ch")
+	raw, err := nats.Connect(serverURL(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer raw.Close()
+	// Garbage, and a valid item naming another channel than its subject.
+	for _, data := range []string{"not json", `{"Channel":"other","HTTPStream":{"Content":"eA=="}}`, "[1,2]"} {
+		subj := Subject(DefaultPrefix, "ch")
+		if data == "[1,2]" {
+			subj = IDsSubject(DefaultPrefix)
+		}
+		if err := raw.Publish(subj, []byte(data)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := raw.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "three invalid messages counted", func() bool { return n.bus.Stats().Invalid == 3 })
+	if err := n.h.Publish([]*hub.Item{streamItem("ch", "ok", "ok")}); err != nil {
+		t.Fatal(err)
+	}
+	if got := collect(t, sub, 1); len(got) != 1 || got[0].Item.ID != "ok" {
+		t.Fatalf("deliveries %+v, want only the valid item", got)
 	}
 }
