@@ -43,6 +43,8 @@ func parsePublish(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
 //		origins           <pattern>...
 //		max_message_size  <bytes>
 //		update_on_first_subscription on|off
+//		id                <name>
+//		reload_close_delay <duration>
 //		auto_cross_origin
 //		jsonp {
 //			mode             extended|basic
@@ -96,6 +98,23 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			g.WriteTimeout = dur
+		case "id":
+			if !d.AllArgs(&g.ID) {
+				return d.ArgErr()
+			}
+			if g.ID == "" {
+				return d.Errf("grip: id: want a name")
+			}
+		case "reload_close_delay":
+			var v string
+			if !d.AllArgs(&v) {
+				return d.ArgErr()
+			}
+			dur, err := caddy.ParseDuration(v)
+			if err != nil || dur < 0 {
+				return d.Errf("grip: reload_close_delay %q: want a duration, 0 or more", v)
+			}
+			g.ReloadCloseDelay = caddy.Duration(dur)
 		case "websocket":
 			if !d.AllArgs(&g.WebSocket) {
 				return d.ArgErr()

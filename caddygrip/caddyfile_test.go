@@ -4,6 +4,10 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
@@ -122,6 +126,33 @@ func TestCaddyfileRejectsBadOptions(t *testing.T) {
 		_, err := adaptHandlers(t, ":8080 {\n"+tc.body+"\n}")
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("case %d: error %v, want %q", i, err, tc.want)
+		}
+	}
+}
+
+func TestCaddyfileReadsIDAndReloadCloseDelay(t *testing.T) {
+	for _, tc := range []struct {
+		in    string
+		id    string
+		delay caddy.Duration
+		err   string
+	}{
+		{"grip {\n id api\n reload_close_delay 30s\n}", "api", caddy.Duration(30 * time.Second), ""},
+		{"grip {\n reload_close_delay 0\n}", "", 0, ""},
+		{"grip {\n reload_close_delay -1s\n}", "", 0, "reload_close_delay"},
+		{"grip {\n reload_close_delay soon\n}", "", 0, "reload_close_delay"},
+		{"grip {\n id\n}", "", 0, "wrong argument count"},
+	} {
+		var g Grip
+		err := g.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tc.in))
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("%q: %v, want an error with %q", tc.in, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || g.ID != tc.id || g.ReloadCloseDelay != tc.delay {
+			t.Errorf("%q: id %q delay %v err %v", tc.in, g.ID, g.ReloadCloseDelay, err)
 		}
 	}
 }

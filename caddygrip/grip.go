@@ -93,11 +93,29 @@ type Grip struct {
 	// defaults (extended mode, callback parameter "callback").
 	JSONP *JSONP `json:"jsonp,omitempty"`
 
-	ref      hubRef
-	sessions *sync.WaitGroup // WebSocket sessions, which Caddy's shutdown does not wait for
-	signer   *Signer
-	upstream *SigKey
-	logger   *zap.Logger
+	// ID tells apart grip handlers that share a hub, so that across a
+	// reload the live streams and WebSocket sessions of each find its
+	// successor (the handler with the same hub and id in the new config)
+	// and make their origin requests through it. Two handlers of one
+	// config with the same hub and id keep their sessions on the route
+	// they started on.
+	ID string `json:"id,omitempty"`
+
+	// ReloadCloseDelay is how long live streams and WebSocket sessions go
+	// on after a reload leaves no handler with their hub and id, before
+	// they end as on exit (a stream ends cleanly, a WebSocket closes with
+	// 1001). Default: 0, at once, as reverse_proxy's stream_close_delay.
+	ReloadCloseDelay caddy.Duration `json:"reload_close_delay,omitempty"`
+
+	ref        hubRef
+	gen        uint64   // provisioning order, for rebinding
+	binding    *binding // this handler's binding; nil when its key is shared
+	bindingKey string
+	bindHeld   bool            // the claim on binding is held; Provision and Cleanup only
+	sessions   *sync.WaitGroup // WebSocket sessions, which Caddy's shutdown does not wait for
+	signer     *Signer
+	upstream   *SigKey
+	logger     *zap.Logger
 }
 
 // CaddyModule returns the Caddy module information.
@@ -122,6 +140,10 @@ func (g *Grip) Provision(ctx caddy.Context) error {
 	if err := g.ref.join(ctx); err != nil {
 		return err
 	}
+	g.gen = handlerGen.Add(1)
+	if err := g.bind(ctx); err != nil {
+		return err
+	}
 	return onExit(ctx, g.drain)
 }
 
@@ -134,6 +156,7 @@ func (g *Grip) provisionOptions(repl *caddy.Replacer) error {
 		"hub":       &g.Hub,
 		"sig_iss":   &g.SigIss,
 		"websocket": &g.WebSocket,
+		"id":        &g.ID,
 	})
 	if err != nil {
 		return err
@@ -169,6 +192,9 @@ func (g *Grip) provisionOptions(repl *caddy.Replacer) error {
 	}
 	if g.WriteTimeout < 0 {
 		return fmt.Errorf("write_timeout %v: want a positive duration", time.Duration(g.WriteTimeout))
+	}
+	if g.ReloadCloseDelay < 0 {
+		return fmt.Errorf("reload_close_delay %v: want a duration, 0 or more", time.Duration(g.ReloadCloseDelay))
 	}
 	if g.SigIss == "" {
 		g.SigIss = defaultSigIss
@@ -225,8 +251,10 @@ func (g *Grip) drain() {
 	}
 }
 
-// Cleanup releases the hub; held connections keep it alive across a reload.
+// Cleanup releases the hub and the binding; held connections keep the hub
+// alive across a reload.
 func (g *Grip) Cleanup() error {
+	g.unbind()
 	g.ref.release()
 	return nil
 }
@@ -234,6 +262,7 @@ func (g *Grip) Cleanup() error {
 // ServeHTTP forwards the request through the route and holds the client
 // when the origin answers with GRIP instructions.
 func (g *Grip) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	g.binding.serve(g, next, r)
 	// Trust is decided on the client's own headers, before JSON-P could
 	// add any.
 	if g.upstream != nil {

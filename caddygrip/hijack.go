@@ -56,6 +56,7 @@ func (s *session) hijackStream(rc *http.ResponseController) bool {
 	}
 	hs := &hijackedStream{s: lite, conn: conn, timeout: time.Duration(s.g.WriteTimeout), left: make(chan struct{}), sent: sent}
 	s.g.sessions.Add(1)
+	s.g.binding.track(lite.sub, s.g.ref.hub)
 	go hs.run()
 	return true
 }
@@ -76,6 +77,7 @@ func (hs *hijackedStream) run() {
 	s := hs.s
 	defer s.g.sessions.Done()
 	defer hs.conn.Close()
+	defer s.g.binding.untrack(s.sub)
 	defer s.done()
 	go hs.readUntilGone()
 	s.streamLoop(hs)

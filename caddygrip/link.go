@@ -32,7 +32,7 @@ type linker struct {
 }
 
 func newLinker(g *Grip, r *http.Request, next caddyhttp.Handler) *linker {
-	return &linker{g: g, origin: newDetachedOriginRequest(r, next, g.MaxInstructSize)}
+	return &linker{g: g, origin: newDetachedOriginRequest(r, next, g.MaxInstructSize, g.binding)}
 }
 
 // context is a context detached from the client request, for requests
@@ -44,8 +44,8 @@ func (l *linker) context() context.Context { return l.origin.context() }
 // that has a prev-id.
 func (l *linker) header(channels []ChannelSpec) (http.Header, error) {
 	h := l.origin.orig.Header.Clone()
-	if l.g.signer != nil {
-		tok, err := l.g.signer.Token()
+	if signer := l.g.signerNow(); signer != nil {
+		tok, err := signer.Token()
 		if err != nil {
 			return nil, fmt.Errorf("signing Grip-Sig: %w", err)
 		}

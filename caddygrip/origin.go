@@ -53,6 +53,9 @@ type originRequest struct {
 	next   caddyhttp.Handler
 	server *caddyhttp.Server
 	limit  int
+	// bound, when set, is the binding whose current route replaces next
+	// and server, for sessions that outlive their config.
+	bound *binding
 }
 
 func newOriginRequest(r *http.Request, next caddyhttp.Handler, limit int) *originRequest {
@@ -62,9 +65,11 @@ func newOriginRequest(r *http.Request, next caddyhttp.Handler, limit int) *origi
 
 // newDetachedOriginRequest is newOriginRequest for requests that outlive
 // the client request's handler (a hijacked stream, a WebSocket session): it
-// keeps a bodiless copy of r with a detached context.
-func newDetachedOriginRequest(r *http.Request, next caddyhttp.Handler, limit int) *originRequest {
+// keeps a bodiless copy of r with a detached context, and goes through
+// bound's current route when there is one.
+func newDetachedOriginRequest(r *http.Request, next caddyhttp.Handler, limit int, bound *binding) *originRequest {
 	o := newOriginRequest(r, next, limit)
+	o.bound = bound
 	o.orig = r.Clone(detachedContext(r.Context()))
 	o.orig.Body = http.NoBody
 	o.orig.Header.Del("Content-Type")
@@ -125,8 +130,12 @@ func (o *originRequest) doURL(ctx context.Context, method string, u *url.URL, he
 	r.TransferEncoding = nil
 	r.Close = false
 
+	next, server := o.next, o.server
+	if rt := o.bound.current(); rt != nil {
+		next, server = rt.next, rt.server
+	}
 	res = newCapture(o.limit)
-	r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), res, o.server)
+	r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), res, server)
 	defer func() {
 		if v := recover(); v != nil {
 			if v == http.ErrAbortHandler {
@@ -136,7 +145,7 @@ func (o *originRequest) doURL(ctx context.Context, method string, u *url.URL, he
 			err = fmt.Errorf("origin request panicked: %v", v)
 		}
 	}()
-	if err := o.next.ServeHTTP(res, r); err != nil {
+	if err := next.ServeHTTP(res, r); err != nil {
 		return res, err
 	}
 	if res.body.overflow {

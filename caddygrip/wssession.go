@@ -86,8 +86,8 @@ func (s *wsSession) post(ctx context.Context, events []wsoverhttp.Event) (*captu
 	for k, v := range s.meta {
 		h.Set("Meta-"+k, v)
 	}
-	if s.g.signer != nil {
-		tok, err := s.g.signer.Token()
+	if signer := s.g.signerNow(); signer != nil {
+		tok, err := signer.Token()
 		if err != nil {
 			return nil, fmt.Errorf("signing Grip-Sig: %w", err)
 		}
@@ -126,6 +126,7 @@ func (s *wsSession) applyHeaders(h http.Header) {
 func (s *wsSession) open(initial []wsoverhttp.Event) (over bool) {
 	s.sub = hub.NewSubscriber(hub.KindWebSocket)
 	s.sub.SetMeta(s.meta)
+	s.g.binding.track(s.sub, s.g.ref.hub)
 	if s.applyEvents(initial) {
 		s.end()
 		return true
@@ -143,6 +144,7 @@ func (s *wsSession) end() {
 		s.ping.Stop()
 	}
 	s.g.ref.hub.UnsubscribeAll(s.sub)
+	s.g.binding.untrack(s.sub)
 	s.conn.Close()
 }
 

@@ -541,3 +541,13 @@ func (h *Hub) DisconnectSlow(s *Subscriber, cause error) {
 		l.Warn("disconnecting slow subscriber", zap.Stringer("kind", s.kind), zap.Error(cause))
 	}
 }
+
+// End ends one subscriber with reason, as Drain ends all of them: its
+// holder sees the reason and finishes (a stream ends cleanly, a WebSocket
+// closes with 1001 for ReasonDrain).
+func (h *Hub) End(s *Subscriber, reason CloseReason) {
+	if s == nil || !s.end(reason) {
+		return
+	}
+	h.UnsubscribeAll(s)
+}

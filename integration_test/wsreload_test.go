@@ -25,7 +25,7 @@ func TestWebSocketSurvivesReload(t *testing.T) {
 	if _, m, err := c.ReadMessage(); string(m) != "after reload" {
 		t.Fatalf("publish after reload: %q %v", m, err)
 	}
-	// The session still reaches its origin through the route it started on.
+	// The session still reaches its origin, now through the new config.
 	if err := c.WriteMessage(websocket.TextMessage, []byte("still there")); err != nil {
 		t.Fatal(err)
 	}
