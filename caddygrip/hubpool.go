@@ -15,8 +15,12 @@ const DefaultHub = "default"
 // (2 -> 1), so held connections and their subscriptions never notice.
 var hubs = caddy.NewUsagePool()
 
-// pooledHub lets the usage pool close a hub once no config uses it.
-type pooledHub struct{ *hub.Hub }
+// pooledHub lets the usage pool close a hub once no config uses it. Its
+// metrics collector lives as long as it, so counts survive reloads.
+type pooledHub struct {
+	*hub.Hub
+	metrics *hubMetrics
+}
 
 // Destruct closes the hub when the last handler naming it is cleaned up.
 func (p pooledHub) Destruct() error {
@@ -30,6 +34,7 @@ func (p pooledHub) Destruct() error {
 type hubRef struct {
 	name     string
 	hub      *hub.Hub
+	metrics  *hubMetrics
 	acquired bool
 }
 
@@ -40,13 +45,15 @@ func (ref *hubRef) acquire(name string, logger *zap.Logger) error {
 		name = DefaultHub
 	}
 	val, _, err := hubs.LoadOrNew(name, func() (caddy.Destructor, error) {
-		return pooledHub{hub.New(hub.Config{})}, nil
+		h := hub.New(hub.Config{})
+		return pooledHub{Hub: h, metrics: newHubMetrics(name, h)}, nil
 	})
 	if err != nil {
 		return err
 	}
 	ref.name = name
 	ref.hub = val.(pooledHub).Hub
+	ref.metrics = val.(pooledHub).metrics
 	ref.acquired = true
 	ref.hub.SetLogger(logger.With(zap.String("hub", name)))
 	return nil

@@ -97,7 +97,7 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	s := &wsSession{
 		g:          g,
-		origin:     newDetachedOriginRequest(r, next, wohResponseLimit(g.MaxMessageSize)),
+		origin:     newDetachedOriginRequest(r, next, wohResponseLimit(g.MaxMessageSize), g.ref.metrics),
 		remoteAddr: r.RemoteAddr,
 		connID:     newConnectionID(),
 		base:       wohBaseHeader(r.Header),
