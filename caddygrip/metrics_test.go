@@ -492,11 +492,13 @@ func TestMetricsKeepHubsApartInOneRegistry(t *testing.T) {
 	a, b := testHub(t, "-a"), testHub(t, "-b")
 	cfg := newTestConfig(t)
 	// Two handlers on hub a and one on hub b: the second on a finds the
-	// collector registered, which must not fail provisioning.
+	// collector registered, which must not fail provisioning. Hub b's
+	// publisher is in another config, so only its grip handler registers
+	// it here.
 	ga := cfg.grip(t, &Grip{Hub: a})
 	cfg.grip(t, &Grip{Hub: a})
 	cfg.grip(t, &Grip{Hub: b})
-	pa, pb := cfg.publish(t, a), cfg.publish(t, b)
+	pa, pb := cfg.publish(t, a), newTestConfig(t).publish(t, b)
 	reg := cfg.registry()
 	srv := serveGrip(t, ga, gripOrigin(map[string]string{"Grip-Hold": "stream", "Grip-Channel": "c"}, ""))
 	res, err := http.Get(srv.URL)
