@@ -137,6 +137,9 @@ func (g *Grip) Provision(ctx caddy.Context) error {
 	if err := g.ref.acquire(g.Hub, g.logger); err != nil {
 		return fmt.Errorf("hub %q: %w", g.Hub, err)
 	}
+	if err := g.ref.registerMetrics(ctx); err != nil {
+		return fmt.Errorf("hub %q: registering metrics: %w", g.Hub, err)
+	}
 	if err := g.ref.join(ctx); err != nil {
 		return err
 	}
@@ -305,12 +308,14 @@ func (g *Grip) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Hand
 		return g.serveWebSocket(w, r, next)
 	}
 	s := &session{g: g, w: w, r: r, next: next}
+	defer s.endHold()
 	rec := newRecorder(w, g.MaxInstructSize, s.decide)
 	err := next.ServeHTTP(rec, r)
 	switch rec.mode {
 	case modeUndecided, modePass:
 		return err
 	case modeStream:
+		s.hold.sent(0, rec.streamed)
 		return s.holdStream()
 	case modeDiscard:
 		return s.fail(s.err)

@@ -53,7 +53,9 @@ func (s *session) hijackStream(rc *http.ResponseController) bool {
 		gone:       s.gone,
 		links:      s.links,
 		retries:    s.retries,
+		hold:       s.hold,
 	}
+	s.hold = nil // the stream's goroutine ends it
 	hs := &hijackedStream{s: lite, conn: conn, timeout: time.Duration(s.g.WriteTimeout), left: make(chan struct{}), sent: sent}
 	s.g.sessions.Add(1)
 	s.g.binding.track(lite.sub, s.g.ref.hub)
@@ -76,6 +78,7 @@ type hijackedStream struct {
 func (hs *hijackedStream) run() {
 	s := hs.s
 	defer s.g.sessions.Done()
+	defer s.endHold() // after the connection is closed and the hub left
 	defer hs.conn.Close()
 	defer s.g.binding.untrack(s.sub)
 	defer s.done()

@@ -27,6 +27,9 @@ type session struct {
 	inst    *Instruct
 	sub     *hub.Subscriber
 	err     error // instructions rejected while deciding
+	// hold counts and logs the hold from its first subscription; nil
+	// before, and for responses that are not held.
+	hold *holdTrack
 
 	// remoteAddr is the client's address when r is not kept (hijacked streams).
 	remoteAddr string
@@ -106,9 +109,7 @@ func (s *session) serveBuffered(status int, body []byte) error {
 		if !s.renderInitial() {
 			return nil
 		}
-		s.writeHead(inst.Status, inst.Header)
-		if _, err := s.w.Write(s.inst.Body); err != nil {
-			s.done()
+		if !s.writeInitial() {
 			return nil
 		}
 		return s.holdStream()
@@ -116,8 +117,23 @@ func (s *session) serveBuffered(status int, body []byte) error {
 	if inst.Next != nil {
 		return s.servePages()
 	}
+	s.hold.because(hub.DisconnectAnswered, nil) // a re-request answered without a hold
 	s.respond(inst.Status, inst.Header, inst.Body)
 	return nil
+}
+
+// writeInitial writes a stream's status, headers and initial body; it
+// reports whether the stream goes on.
+func (s *session) writeInitial() bool {
+	s.writeHead(s.inst.Status, s.inst.Header)
+	n, err := s.w.Write(s.inst.Body)
+	s.hold.sent(0, n)
+	if err != nil {
+		s.hold.because(hub.DisconnectClient, err)
+		s.done()
+		return false
+	}
+	return true
 }
 
 // hasBuildID reports a channel with the build-id filter, which rewrites
@@ -137,6 +153,7 @@ func hasBuildID(inst *Instruct) bool {
 func (s *session) renderInitial() bool {
 	body, err := s.sub.RenderInitial(s.inst.Body)
 	if err != nil {
+		s.hold.because(hub.DisconnectOriginError, err)
 		s.done()
 		_ = s.fail(fmt.Errorf("filter error: %w", err))
 		return false
@@ -163,9 +180,7 @@ func (s *session) servePages() error {
 	if !s.renderInitial() {
 		return nil
 	}
-	s.writeHead(s.inst.Status, s.inst.Header)
-	if _, err := s.w.Write(s.inst.Body); err != nil {
-		s.done()
+	if !s.writeInitial() {
 		return nil
 	}
 	return s.holdStream()
@@ -184,7 +199,23 @@ func (s *session) subscribe(kind hub.Kind) {
 		}
 		s.join(c.Name)
 	}
+	s.beginHold(kind)
 }
+
+// beginHold starts counting the hold at its first subscription; a
+// re-request that holds again with the same transport continues it. One
+// that turns a long-poll into a stream ends the long-poll as answered.
+func (s *session) beginHold(kind hub.Kind) {
+	if s.hold != nil && s.hold.kind == kind {
+		s.hold.subscribed(len(s.inst.Channels))
+		return
+	}
+	s.hold.finish(hub.DisconnectAnswered)
+	s.hold = s.g.startHold(kind, s.remote(), len(s.inst.Channels))
+}
+
+// endHold ends the hold's count and logs it, whatever ended it.
+func (s *session) endHold() { s.hold.end() }
 
 // firstSubscriptionDelay is how long after a channel's first subscription
 // its holds are updated (Pushpin's SUBSCRIBED_DELAY).
@@ -264,17 +295,22 @@ func (s *session) holdResponse() error {
 					if err != nil {
 						continue // filtered out for this client
 					}
+					s.hold.because(hub.DisconnectAnswered, nil)
+					s.hold.sent(1, 0)
 					s.respondPublished(f, body)
 					return nil
 				}
 			}
 		case <-timer.C:
+			s.hold.because(hub.DisconnectTimeout, nil)
 			s.respond(s.inst.Status, s.inst.Header, s.inst.Body)
 			return nil
 		case <-s.sub.Closed():
+			s.hold.because(s.sub.Reason().Disconnect(), nil)
 			s.respond(s.inst.Status, s.inst.Header, s.inst.Body)
 			return nil
 		case <-s.r.Context().Done():
+			s.hold.because(hub.DisconnectClient, nil)
 			s.clientLeft()
 			return nil
 		}
@@ -318,6 +354,7 @@ func (s *session) clientHas(d hub.Delivery) bool {
 // the client asks the origin itself rather than skip a message.
 func (s *session) recoverResponse(why string) error {
 	if !s.canRetry() {
+		s.hold.because(hub.DisconnectAnswered, nil)
 		s.respond(s.inst.Status, s.inst.Header, s.inst.Body)
 		return nil
 	}
@@ -357,11 +394,13 @@ func (s *session) retry(why string) error {
 	}
 	h := s.r.Header.Clone()
 	addGripLast(h, s.inst.Channels)
-	res, err := newOriginRequest(s.r, s.next, s.g.MaxInstructSize).do(s.r.Context(), s.r.Method, h, nil)
+	res, err := newOriginRequest(s.r, s.next, s.g.MaxInstructSize, s.g.ref.metrics).do(s.r.Context(), originRetry, s.r.Method, h, nil)
 	if err != nil {
 		return s.fail(err)
 	}
 	if !IsGrip(res.header) {
+		s.hold.because(hub.DisconnectAnswered, nil)
+		s.hold.sent(0, res.body.Len())
 		relayCapture(s.w, res)
 		return nil
 	}
@@ -419,8 +458,10 @@ func (s *session) lastIDFor(channel string) string {
 	return ""
 }
 
-// filtered logs an item that content filters kept from this client.
+// filtered counts and logs an item that content filters kept from this
+// client.
 func (s *session) filtered(channel string, err error) {
+	s.g.ref.hub.CountDrop(hub.DropFiltered, 1)
 	if c := s.g.logger.Check(zap.DebugLevel, "item not delivered: content filter"); c != nil {
 		c.Write(zap.String("channel", channel), zap.Error(err))
 	}
@@ -465,7 +506,8 @@ func isGripHeader(name string) bool {
 // respond writes a complete response.
 func (s *session) respond(status int, h http.Header, body []byte) {
 	s.writeHead(status, h)
-	_, _ = s.w.Write(body)
+	n, _ := s.w.Write(body)
+	s.hold.sent(0, n)
 }
 
 // writeHead replaces the client's headers with h and writes the status.
@@ -485,6 +527,7 @@ func (s *session) writeHead(status int, h http.Header) {
 
 // fail answers 502 for instructions the origin got wrong, and logs it.
 func (s *session) fail(err error) error {
+	s.hold.because(hub.DisconnectOriginError, err)
 	s.g.logger.Error("invalid GRIP instructions from origin",
 		zap.Error(err), zap.String("uri", s.r.RequestURI))
 	msg := err.Error()

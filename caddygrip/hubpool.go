@@ -20,14 +20,17 @@ const DefaultHub = "default"
 // (2 -> 1), so held connections and their subscriptions never notice.
 var hubs = caddy.NewUsagePool()
 
-// pooledHub is a hub in the usage pool, with the bus it was given: the
-// pool closes it once no config uses it.
+// pooledHub is a hub in the usage pool, with the bus it was given and its
+// metrics collector, which lives as long as it, so counts survive reloads:
+// the pool closes it once no config uses it.
 type pooledHub struct {
 	*hub.Hub
+	metrics *hubMetrics
 
 	busMu  sync.Mutex
-	busKey string // identity of the NATS options in use; "" for the local bus
-	owner  *App   // the app that set the bus, until it stops
+	busKey string       // identity of the NATS options in use; "" for the local bus
+	nats   *natsbus.Bus // the NATS bus in use, or nil
+	owner  *App         // the app that set the bus, until it stops
 }
 
 // Destruct closes the hub, and its bus, when the last handler naming it is
@@ -50,7 +53,7 @@ func (p *pooledHub) useBus(owner *App, name string, opts *natsbus.Options, key s
 	}
 	if opts == nil {
 		p.SetBus(nil)
-		p.busKey = ""
+		p.busKey, p.nats = "", nil
 		logger.Info("hub bus is local", zap.String("hub", name))
 		return nil
 	}
@@ -71,9 +74,21 @@ func (p *pooledHub) useBus(owner *App, name string, opts *natsbus.Options, key s
 		return err
 	}
 	h.SetBus(b)
-	p.busKey = key
+	p.busKey, p.nats = key, b
 	log.Info("hub joined NATS", zap.Strings("urls", o.URLs), zap.String("subject_prefix", o.Prefix))
 	return nil
+}
+
+// natsStats reports the hub's NATS bus, for metrics; false with the local
+// bus.
+func (p *pooledHub) natsStats() (natsbus.Stats, bool) {
+	p.busMu.Lock()
+	b := p.nats
+	p.busMu.Unlock()
+	if b == nil {
+		return natsbus.Stats{}, false
+	}
+	return b.Stats(), true
 }
 
 // disown is called when owner's config stops: if no later config's app
@@ -88,7 +103,7 @@ func (p *pooledHub) disown(owner *App, name string, logger *zap.Logger) {
 	p.owner = nil
 	if p.busKey != "" {
 		p.SetBus(nil)
-		p.busKey = ""
+		p.busKey, p.nats = "", nil
 		logger.Info("hub bus is local", zap.String("hub", name))
 	}
 }
@@ -100,6 +115,7 @@ type hubRef struct {
 	name     string
 	hub      *hub.Hub
 	pooled   *pooledHub
+	metrics  *hubMetrics
 	acquired bool
 }
 
@@ -110,7 +126,9 @@ func (ref *hubRef) acquire(name string, logger *zap.Logger) error {
 		name = DefaultHub
 	}
 	val, _, err := hubs.LoadOrNew(name, func() (caddy.Destructor, error) {
-		return &pooledHub{Hub: hub.New(hub.Config{})}, nil
+		p := &pooledHub{Hub: hub.New(hub.Config{})}
+		p.metrics = newHubMetrics(name, p.Hub, p.natsStats)
+		return p, nil
 	})
 	if err != nil {
 		return err
@@ -118,6 +136,7 @@ func (ref *hubRef) acquire(name string, logger *zap.Logger) error {
 	ref.name = name
 	ref.pooled = val.(*pooledHub)
 	ref.hub = ref.pooled.Hub
+	ref.metrics = ref.pooled.metrics
 	ref.acquired = true
 	ref.hub.SetLogger(logger.With(zap.String("hub", name)))
 	return nil

@@ -32,7 +32,7 @@ type linker struct {
 }
 
 func newLinker(g *Grip, r *http.Request, next caddyhttp.Handler) *linker {
-	return &linker{g: g, origin: newDetachedOriginRequest(r, next, g.MaxInstructSize, g.binding)}
+	return &linker{g: g, origin: newDetachedOriginRequest(r, next, g.MaxInstructSize, g.ref.metrics, g.binding)}
 }
 
 // context is a context detached from the client request, for requests
@@ -80,7 +80,7 @@ func (l *linker) fetchNext(ctx context.Context, u *url.URL, channels []ChannelSp
 		if err != nil {
 			return nil, err
 		}
-		res, err := l.origin.doURL(ctx, http.MethodGet, u, h, nil)
+		res, err := l.origin.doURL(ctx, originNextLink, http.MethodGet, u, h, nil)
 		switch {
 		case err != nil:
 			lastErr = err
@@ -110,7 +110,7 @@ func (l *linker) gone(u *url.URL) {
 		h, err := l.header(nil)
 		if err == nil {
 			var res *capture
-			res, err = l.origin.doURL(ctx, http.MethodPost, u, h, nil)
+			res, err = l.origin.doURL(ctx, originGoneLink, http.MethodPost, u, h, nil)
 			if err == nil && (res.status < 200 || res.status > 299) {
 				err = fmt.Errorf("gone link answered %d", res.status)
 			}

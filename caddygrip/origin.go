@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -49,26 +50,27 @@ func (c *capture) Flush() {}
 // the client's own request went: same URL, host, client address and TLS
 // state, so that load balancing, caching and matchers treat it alike.
 type originRequest struct {
-	orig   *http.Request
-	next   caddyhttp.Handler
-	server *caddyhttp.Server
-	limit  int
+	orig    *http.Request
+	next    caddyhttp.Handler
+	server  *caddyhttp.Server
+	limit   int
+	metrics *hubMetrics // counts and times each request; nil counts nothing
 	// bound, when set, is the binding whose current route replaces next
 	// and server, for sessions that outlive their config.
 	bound *binding
 }
 
-func newOriginRequest(r *http.Request, next caddyhttp.Handler, limit int) *originRequest {
+func newOriginRequest(r *http.Request, next caddyhttp.Handler, limit int, m *hubMetrics) *originRequest {
 	srv, _ := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
-	return &originRequest{orig: r, next: next, server: srv, limit: limit}
+	return &originRequest{orig: r, next: next, server: srv, limit: limit, metrics: m}
 }
 
 // newDetachedOriginRequest is newOriginRequest for requests that outlive
 // the client request's handler (a hijacked stream, a WebSocket session): it
 // keeps a bodiless copy of r with a detached context, and goes through
 // bound's current route when there is one.
-func newDetachedOriginRequest(r *http.Request, next caddyhttp.Handler, limit int, bound *binding) *originRequest {
-	o := newOriginRequest(r, next, limit)
+func newDetachedOriginRequest(r *http.Request, next caddyhttp.Handler, limit int, m *hubMetrics, bound *binding) *originRequest {
+	o := newOriginRequest(r, next, limit, m)
 	o.bound = bound
 	o.orig = r.Clone(detachedContext(r.Context()))
 	o.orig.Body = http.NoBody
@@ -103,16 +105,18 @@ func (o *originRequest) context() context.Context { return o.orig.Context() }
 
 // do sends one request and returns the captured response. It may run on
 // any goroutine: an abort panic in the handler chain becomes an error
-// instead of taking the process down.
-func (o *originRequest) do(ctx context.Context, method string, header http.Header, body []byte) (res *capture, err error) {
-	return o.doURL(ctx, method, nil, header, body)
+// instead of taking the process down. kind names the request in metrics.
+func (o *originRequest) do(ctx context.Context, kind originKind, method string, header http.Header, body []byte) (res *capture, err error) {
+	return o.doURL(ctx, kind, method, nil, header, body)
 }
 
 // doURL is do for another URL of the same site (a Grip-Link target); nil
 // keeps the client's. The request still goes through this route, whatever
 // host the link names: the route decides where it goes, and the Host header
 // says which site it is for.
-func (o *originRequest) doURL(ctx context.Context, method string, u *url.URL, header http.Header, body []byte) (res *capture, err error) {
+func (o *originRequest) doURL(ctx context.Context, kind originKind, method string, u *url.URL, header http.Header, body []byte) (res *capture, err error) {
+	start := time.Now()
+	defer func() { o.metrics.observeOrigin(kind, start, res, err) }()
 	r := o.orig.Clone(ctx)
 	if u != nil {
 		r.URL = &url.URL{Path: u.Path, RawPath: u.RawPath, RawQuery: u.RawQuery}

@@ -9,6 +9,7 @@ import (
 	"mime"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -76,6 +77,9 @@ func (p *Publish) Provision(ctx caddy.Context) error {
 	if err := p.ref.acquire(p.Hub, p.logger); err != nil {
 		return fmt.Errorf("hub %q: %w", p.Hub, err)
 	}
+	if err := p.ref.registerMetrics(ctx); err != nil {
+		return fmt.Errorf("hub %q: registering metrics: %w", p.Hub, err)
+	}
 	if err := p.ref.join(ctx); err != nil {
 		return err
 	}
@@ -129,8 +133,24 @@ func (p *Publish) Cleanup() error {
 }
 
 // ServeHTTP decodes a publish request and hands its items to the hub; a
-// rejected batch delivers nothing.
+// rejected batch delivers nothing. Each request is counted by its status.
 func (p *Publish) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	sw := &statusWriter{ResponseWriter: w}
+	err := p.serve(sw, r)
+	code := sw.status
+	var he caddyhttp.HandlerError
+	if errors.As(err, &he) {
+		code = he.StatusCode
+	}
+	if code == 0 {
+		code = http.StatusOK
+	}
+	p.ref.metrics.countPublish(code)
+	return err
+}
+
+// serve is ServeHTTP before the request is counted.
+func (p *Publish) serve(w http.ResponseWriter, r *http.Request) error {
 	if !p.authorized(r.Header.Get("Authorization")) {
 		p.reject(r, "missing or wrong key")
 		w.Header().Set("WWW-Authenticate", `Bearer realm="grip_publish"`)
@@ -162,6 +182,7 @@ func (p *Publish) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		}
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
+	read := time.Now()
 	items, err := hub.DecodePublishLimits(body, hub.DecodeLimits{MaxChannel: p.MaxChannelLength, MaxID: p.MaxIDLength})
 	if err != nil {
 		p.reject(r, err.Error())
@@ -184,6 +205,7 @@ func (p *Publish) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		writeText(w, http.StatusServiceUnavailable, "Service Unavailable: "+err.Error()+"\n")
 		return nil
 	}
+	p.ref.metrics.observeFanout(time.Since(read))
 	if asJSON {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusOK)
@@ -234,6 +256,19 @@ func overQueue(items []*hub.Item, cfg hub.Config) string {
 		}
 	}
 	return ""
+}
+
+// statusWriter notes the status a publish is answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
 }
 
 // reject logs a refused publish; publishers get the reason in the body.

@@ -43,6 +43,8 @@ type recorder struct {
 	mode   recMode
 	status int
 	buf    boundedBuffer // modeBuffer: the body, cut off at the limit
+	// streamed counts the initial body bytes written through in modeStream.
+	streamed int
 }
 
 func newRecorder(w http.ResponseWriter, limit int, decide decideFunc) *recorder {
@@ -73,8 +75,12 @@ func (rec *recorder) Write(p []byte) (int, error) {
 		rec.WriteHeader(http.StatusOK)
 	}
 	switch rec.mode {
-	case modePass, modeStream:
+	case modePass:
 		return rec.ResponseWriter.Write(p)
+	case modeStream:
+		n, err := rec.ResponseWriter.Write(p)
+		rec.streamed += n
+		return n, err
 	case modeBuffer:
 		return rec.buf.Write(p)
 	}

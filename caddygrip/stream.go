@@ -23,6 +23,7 @@ func (s *session) holdStream() error {
 	}
 	rc := http.NewResponseController(s.w)
 	if err := rc.Flush(); err != nil {
+		s.hold.because(hub.DisconnectClient, err)
 		s.clientLeft()
 		s.done()
 		return nil
@@ -113,6 +114,7 @@ func (s *session) streamLoop(out streamSink) {
 				return
 			}
 			if step == stepClose {
+				s.hold.because(hub.DisconnectPublishClose, nil)
 				out.finish()
 				return
 			}
@@ -123,6 +125,7 @@ func (s *session) streamLoop(out streamSink) {
 			fetch = step == stepFetch
 		case <-ka.c():
 			out.add(s.inst.KeepAlive.Data)
+			s.hold.sent(0, len(s.inst.KeepAlive.Data))
 			if !s.flushStream(out) {
 				return
 			}
@@ -132,6 +135,7 @@ func (s *session) streamLoop(out streamSink) {
 			fetch = !s.everyChannelSent()
 			clear(s.sent)
 		case <-s.sub.Closed():
+			s.hold.because(s.sub.Reason().Disconnect(), nil)
 			if s.sub.Reason() == hub.ReasonSlow {
 				s.clientLeft()
 				out.abort() // the DisconnectSlow policy
@@ -140,6 +144,7 @@ func (s *session) streamLoop(out streamSink) {
 			out.finish() // drained for exit
 			return
 		case <-out.gone():
+			s.hold.because(hub.DisconnectClient, nil)
 			s.clientLeft()
 			return
 		}
@@ -182,6 +187,7 @@ func (s *session) deliverStream(out streamSink, batch []hub.Delivery) (step stre
 			continue
 		}
 		out.add(content)
+		s.hold.sent(1, len(content))
 		sent = true
 		if c != nil {
 			if d.Item.ID != "" {
@@ -247,6 +253,7 @@ func (s *session) followNext(out streamSink) bool {
 			if err != nil {
 				s.g.logger.Error("invalid GRIP instructions from next link; ending the stream",
 					zap.String("link", next.String()), zap.Error(err))
+				s.hold.because(hub.DisconnectOriginError, err)
 				out.finish()
 				return false
 			}
@@ -255,12 +262,15 @@ func (s *session) followNext(out streamSink) bool {
 		if body, err = s.sub.RenderInitial(body); err != nil {
 			s.g.logger.Error("filter error on a next link's body; ending the stream",
 				zap.String("link", next.String()), zap.Error(err))
+			s.hold.because(hub.DisconnectOriginError, err)
 			out.finish()
 			return false
 		}
 		out.add(body)
+		s.hold.sent(0, len(body))
 		if inst == nil || (inst.Hold == HoldNone && inst.Next == nil) {
 			if s.flushStream(out) {
+				s.hold.because(hub.DisconnectOriginClose, nil)
 				out.finish()
 			}
 			return false
@@ -284,9 +294,11 @@ func (s *session) followNext(out streamSink) bool {
 func (s *session) endAfterFailedLink(out streamSink, link string, err error) {
 	select {
 	case <-out.gone():
+		s.hold.because(hub.DisconnectClient, nil)
 		s.clientLeft()
 		return
 	case <-s.sub.Closed():
+		s.hold.because(s.sub.Reason().Disconnect(), nil)
 		if s.sub.Reason() == hub.ReasonSlow {
 			s.clientLeft()
 			out.abort()
@@ -297,6 +309,7 @@ func (s *session) endAfterFailedLink(out streamSink, link string, err error) {
 	default:
 	}
 	s.g.logger.Error("next link failed; ending the stream", zap.String("link", link), zap.Error(err))
+	s.hold.because(hub.DisconnectOriginError, err)
 	out.finish()
 }
 
@@ -338,6 +351,7 @@ func (s *session) adopt(inst *Instruct) {
 			s.join(c.Name)
 		}
 	}
+	s.hold.subscribed(len(inst.Channels))
 	clear(s.sent)
 }
 
@@ -412,9 +426,11 @@ func (s *session) flushStream(out streamSink) bool {
 	s.clientLeft()
 	select {
 	case <-out.gone():
+		s.hold.because(hub.DisconnectClient, err)
 		return false
 	default:
 	}
+	s.hold.because(hub.DisconnectWriteTimeout, err)
 	s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("writing to %s: %w", s.remote(), err))
 	out.abort()
 	return false

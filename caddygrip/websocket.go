@@ -97,7 +97,7 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 	}
 	s := &wsSession{
 		g:          g,
-		origin:     newDetachedOriginRequest(r, next, wohResponseLimit(g.MaxMessageSize), g.binding),
+		origin:     newDetachedOriginRequest(r, next, wohResponseLimit(g.MaxMessageSize), g.ref.metrics, g.binding),
 		remoteAddr: r.RemoteAddr,
 		connID:     newConnectionID(),
 		base:       wohBaseHeader(r.Header),

@@ -30,6 +30,7 @@ type wsSession struct {
 	meta       map[string]string // sent as Meta-* headers
 	conn       *websocket.Conn
 	sub        *hub.Subscriber
+	hold       *holdTrack // counts and logs the session as a hold
 
 	gripExt  bool   // the origin enabled the grip extension
 	prefix   string // its message prefix
@@ -95,7 +96,7 @@ func (s *wsSession) post(ctx context.Context, events []wsoverhttp.Event) (*captu
 	}
 	ctx, cancel := context.WithTimeout(ctx, originCallTimeout)
 	defer cancel()
-	return s.origin.do(ctx, http.MethodPost, h, wsoverhttp.AppendEvents(nil, events...))
+	return s.origin.do(ctx, originWebSocket, http.MethodPost, h, wsoverhttp.AppendEvents(nil, events...))
 }
 
 // applyHeaders takes Set-Meta-* and Keep-Alive-Interval from an answer.
@@ -127,6 +128,7 @@ func (s *wsSession) open(initial []wsoverhttp.Event) (over bool) {
 	s.sub = hub.NewSubscriber(hub.KindWebSocket)
 	s.sub.SetMeta(s.meta)
 	s.g.binding.track(s.sub, s.g.ref.hub)
+	s.hold = s.g.startHold(hub.KindWebSocket, s.remoteAddr, 0)
 	if s.applyEvents(initial) {
 		s.end()
 		return true
@@ -146,6 +148,7 @@ func (s *wsSession) end() {
 	s.g.ref.hub.UnsubscribeAll(s.sub)
 	s.g.binding.untrack(s.sub)
 	s.conn.Close()
+	s.hold.end()
 }
 
 // run is the session after open: client messages batched to the origin
@@ -215,6 +218,7 @@ func (s *wsSession) onClientMessage(ev wsoverhttp.Event) {
 func (s *wsSession) onClientEnd(err error) (over bool) {
 	if errors.Is(err, errInvalidUTF8) {
 		// RFC 6455 section 8.1: the connection fails with 1007.
+		s.hold.because(hub.DisconnectClient, err)
 		s.writeClose(websocket.CloseInvalidFramePayloadData, "invalid UTF-8 in text message")
 		s.disconnectLater()
 		return true
@@ -222,9 +226,11 @@ func (s *wsSession) onClientEnd(err error) (over bool) {
 	var ce *websocket.CloseError
 	if !errors.As(err, &ce) || ce.Code == websocket.CloseAbnormalClosure || s.detached {
 		// The client vanished without a close frame.
+		s.hold.because(hub.DisconnectClient, err)
 		s.disconnectLater()
 		return true
 	}
+	s.hold.because(hub.DisconnectClient, nil) // unless it answers a close from this side
 	s.clientDone, s.closeDeadline = true, nil
 	if s.closeQueued { // its answer to a close the origin was told of already
 		return s.closeAcked
@@ -254,6 +260,7 @@ func (s *wsSession) onOriginAnswer(r originResult) (over bool) {
 	}
 	if r.err != nil {
 		s.g.logger.Error("WebSocket-over-HTTP request failed", zap.Error(r.err), zap.String("connection_id", s.connID))
+		s.hold.because(hub.DisconnectOriginError, r.err)
 		s.writeClose(websocket.CloseInternalServerErr, "origin error")
 		return true
 	}
@@ -261,6 +268,7 @@ func (s *wsSession) onOriginAnswer(r originResult) (over bool) {
 	events, err := wsoverhttp.ParseEvents(r.res.body.Bytes(), 0)
 	if err != nil {
 		s.g.logger.Error("invalid WebSocket-over-HTTP answer from origin", zap.Error(err), zap.String("connection_id", s.connID))
+		s.hold.because(hub.DisconnectOriginError, err)
 		s.writeClose(websocket.CloseInternalServerErr, "origin error")
 		return true
 	}
@@ -286,6 +294,7 @@ func (s *wsSession) onDeliveries() {
 		case hub.ActionSend:
 			content, ok, err := s.sub.RenderContent(d.Channel, f.ContentFilters, f.Content, nil)
 			if !ok {
+				s.g.ref.hub.CountDrop(hub.DropFiltered, 1)
 				if c := s.g.logger.Check(zap.DebugLevel, "message not delivered: content filter"); c != nil {
 					c.Write(zap.String("channel", d.Channel), zap.Error(err))
 				}
@@ -296,6 +305,7 @@ func (s *wsSession) onDeliveries() {
 			// The origin hears of it as a CLOSE without status, as
 			// from Pushpin; the client's answer ends the session.
 			if !s.closing && !s.closeQueued {
+				s.hold.because(hub.DisconnectPublishClose, nil)
 				s.writeClose(f.Code, f.Reason)
 				s.pending = append(s.pending, wsoverhttp.Event{Type: wsoverhttp.Close})
 				s.closeQueued = true
@@ -312,6 +322,7 @@ func (s *wsSession) onDeliveries() {
 
 // onUnsubscribed ends the session its subscriber was closed under.
 func (s *wsSession) onUnsubscribed() (over bool) {
+	s.hold.because(s.sub.Reason().Disconnect(), nil)
 	if s.sub.Reason() == hub.ReasonSlow {
 		// Cut off as a slow consumer: gone for the origin, as a client
 		// that vanished is.
@@ -414,9 +425,11 @@ func (s *wsSession) applyEvents(events []wsoverhttp.Event) (over bool) {
 			_ = s.conn.WriteControl(websocket.PongMessage, ev.Content, time.Now().Add(time.Duration(s.g.WriteTimeout)))
 		case wsoverhttp.Close:
 			code, reason, _ := ev.CloseCode()
+			s.hold.because(hub.DisconnectOriginClose, nil)
 			s.writeClose(code, reason) // the client's answer goes back as CLOSE
 		case wsoverhttp.Open, wsoverhttp.Disconnect:
 			// An OPEN after OPEN, or DISCONNECT: the origin drops the client.
+			s.hold.because(hub.DisconnectOriginClose, nil)
 			return true
 		}
 	}
@@ -439,6 +452,7 @@ func (s *wsSession) control(payload []byte) {
 		if len(s.sub.Channels()) < MaxChannels {
 			s.sub.SetFilters(c.Channel, c.Filters)
 			h.Subscribe(s.sub, c.Channel)
+			s.hold.subscribed(len(s.sub.Channels()))
 		}
 	case wsoverhttp.ControlUnsubscribe:
 		h.Unsubscribe(s.sub, c.Channel)
@@ -495,10 +509,13 @@ func (s *wsSession) write(mt int, data []byte) {
 		err = s.conn.WriteMessage(mt, data)
 	}
 	if err != nil {
-		s.g.ref.hub.DisconnectSlow(s.sub, fmt.Errorf("WebSocket write to %s: %w", s.remoteAddr, err))
+		err = fmt.Errorf("WebSocket write to %s: %w", s.remoteAddr, err)
+		s.hold.because(hub.DisconnectWriteTimeout, err)
+		s.g.ref.hub.DisconnectSlow(s.sub, err)
 		s.closing = true
 		return
 	}
+	s.hold.sent(1, len(data))
 	if ka := s.clientKA; ka != nil && ka.Mode != "interval" {
 		s.clientKATimer.reset(ka.Timeout) // idle mode: counted from the last message
 	}

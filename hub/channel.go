@@ -55,8 +55,13 @@ type batch struct {
 	cfg       *Config
 	now       time.Time
 	urgent    bool     // wake subscribers at once, whatever the pacing (hints)
+	local     bool     // a hub-made hint (Update): not counted as a delivery, filtered or missing a format
 	woke      *channel // the channel this pass began a wake round on
-	delivered uint64
+	delivered [numKinds]uint64
+	filtered  uint64 // deliveries a subscriber's filters dropped
+	noFormat  uint64 // deliveries missing for want of a format
+	queueFull uint64 // items lost to queue overflows
+	items     int    // items fanned out (the debug line's)
 	slow      []slowEvent
 	keep      []*Item // scratch: the items of a run that were not duplicates
 }
@@ -70,8 +75,29 @@ type slowEvent struct {
 
 // finish adds the tallies and removes the subscribers that overflowed.
 func (b *batch) finish() {
-	if b.delivered > 0 {
-		b.h.delivered.Add(b.delivered)
+	c := &b.h.counts
+	var receivers uint64
+	for k, n := range b.delivered {
+		if n > 0 && !b.local {
+			c.delivered[k].Add(n)
+			receivers += n
+		}
+	}
+	if b.filtered > 0 && !b.local {
+		c.drops[DropFiltered].Add(b.filtered)
+	}
+	if b.noFormat > 0 {
+		c.drops[DropNoFormat].Add(b.noFormat)
+	}
+	if b.queueFull > 0 {
+		c.drops[DropQueueFull].Add(b.queueFull)
+	}
+	if b.items > 0 && !b.local {
+		if l := b.h.logger(); l != nil {
+			if ce := l.Check(zap.DebugLevel, "fanned out published items"); ce != nil {
+				ce.Write(zap.Int("items", b.items), zap.Uint64("receivers", receivers))
+			}
+		}
 	}
 	for _, ev := range b.slow {
 		b.h.slowDisconnects.Add(1)
@@ -92,9 +118,16 @@ func (c *channel) fanoutLocked(b *batch, it *Item) {
 	maxItems, maxBytes := b.cfg.QueueItems, b.cfg.QueueBytes
 	wake, round := c.wakeNowLocked(b)
 	defer round.seal()
+	b.items++
 	for k := KindResponse; k <= KindWebSocket; k++ {
 		subs := c.subs[k]
-		if len(subs) == 0 || !k.carries(it) {
+		if len(subs) == 0 {
+			continue
+		}
+		if !k.carries(it) {
+			if !b.local {
+				b.noFormat += uint64(len(subs))
+			}
 			continue
 		}
 		if cost < 0 {
@@ -102,12 +135,14 @@ func (c *channel) fanoutLocked(b *batch, it *Item) {
 		}
 		for _, s := range subs {
 			if s.filteredOut(c.name, it) {
+				b.filtered++
 				continue
 			}
-			switch s.enqueue(c.name, it, cost, maxItems, maxBytes, wake, round) {
+			switch res, lost := s.enqueue(c.name, it, cost, maxItems, maxBytes, wake, round); res {
 			case enqueueDone:
-				b.delivered++
+				b.delivered[k]++
 			case enqueueOverflowed:
+				b.queueFull += uint64(lost)
 				b.slow = append(b.slow, slowEvent{s: s, channel: c.name, items: maxItems, bytes: maxBytes})
 			}
 		}

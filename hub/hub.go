@@ -109,7 +109,9 @@ type Stats struct {
 	Channels, Subscribers int
 	// Published counts items given to Publish on this node.
 	Published uint64
-	// Delivered counts deliveries: items enqueued to a subscriber.
+	// Delivered counts deliveries: published items enqueued to a
+	// subscriber (Update's hints are not counted); Counters has them by
+	// transport.
 	Delivered uint64
 	// Duplicates counts items dropped by the (channel, id) de-dup window.
 	Duplicates uint64
@@ -155,10 +157,11 @@ type Hub struct {
 
 	channels, subscribers atomic.Int64
 
-	published, delivered, duplicates, reordered atomic.Uint64
-	sequencerTimeouts, slowDisconnects          atomic.Uint64
-	sequencerDropped                            atomic.Uint64
-	seqHeld, seqBytes                           atomic.Int64
+	published, duplicates, reordered   atomic.Uint64
+	sequencerTimeouts, slowDisconnects atomic.Uint64
+	sequencerDropped                   atomic.Uint64
+	seqHeld, seqBytes                  atomic.Int64
+	counts                             counters
 }
 
 type busBox struct{ b Bus }
@@ -295,7 +298,7 @@ func (h *Hub) Update(channel string) {
 	}
 	it := updateItem
 	it.Channel = channel
-	b := batch{h: h, cfg: h.config(), now: time.Now(), urgent: true}
+	b := batch{h: h, cfg: h.config(), now: time.Now(), urgent: true, local: true}
 	c.mu.Lock()
 	if !c.dead {
 		c.fanoutLocked(&b, &it)
@@ -509,6 +512,10 @@ func (h *Hub) endAll(reason CloseReason) {
 // Stats returns a snapshot of the gauges and counters.
 func (h *Hub) Stats() Stats {
 	de, db := h.dedup.sizes()
+	var delivered uint64
+	for k := range h.counts.delivered {
+		delivered += h.counts.delivered[k].Load()
+	}
 	return Stats{
 		SequencerEntries:  int(h.seqHeld.Load()),
 		SequencerBytes:    int(h.seqBytes.Load()),
@@ -519,7 +526,7 @@ func (h *Hub) Stats() Stats {
 		Channels:          int(h.channels.Load()),
 		Subscribers:       int(h.subscribers.Load()),
 		Published:         h.published.Load(),
-		Delivered:         h.delivered.Load(),
+		Delivered:         delivered,
 		Duplicates:        h.duplicates.Load(),
 		Reordered:         h.reordered.Load(),
 		SequencerTimeouts: h.sequencerTimeouts.Load(),

@@ -58,6 +58,7 @@ func (c *channel) holdLocked(b *batch, it *Item) {
 		// Pushpin drops a second item waiting on the same prev-id, and any
 		// item past the per-channel limits.
 		b.h.sequencerDropped.Add(1)
+		b.h.counts.drops[DropSequencerOverflow].Add(1)
 		return
 	}
 	q.bytes += cost

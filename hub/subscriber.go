@@ -195,21 +195,22 @@ const (
 )
 
 // enqueue appends one delivery in O(1) without blocking, and signals Ready
-// if wake is set, on behalf of round r (nil when not paced). A delivery that would take the queue over maxItems or
-// maxBytes ends the subscriber with ReasonSlow instead; a single item into
-// an empty queue is always accepted, so one large item never counts as
-// slowness.
-func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes int, wake bool, r *wakeRound) enqueueResult {
+// if wake is set, on behalf of round r (nil when not paced). A delivery
+// that would take the queue over maxItems or maxBytes ends the subscriber
+// with ReasonSlow instead, and lost is the items that did not reach it:
+// this one and the discarded queue. A single item into an empty queue is
+// always accepted, so one large item never counts as slowness.
+func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes int, wake bool, r *wakeRound) (res enqueueResult, lost int) {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()
-		return enqueueSkipped
+		return enqueueSkipped, 0
 	}
 	n := len(s.queue)
 	if n > 0 && (n+1 > maxItems || s.qbytes+cost > maxBytes) {
 		s.endLocked(ReasonSlow)
 		s.mu.Unlock()
-		return enqueueOverflowed
+		return enqueueOverflowed, n + 1
 	}
 	s.queue = append(s.queue, Delivery{Channel: channel, Item: it})
 	s.qbytes += cost
@@ -217,7 +218,7 @@ func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes 
 		s.signalLocked(r)
 	}
 	s.mu.Unlock()
-	return enqueueDone
+	return enqueueDone, 0
 }
 
 // wake signals Ready, on behalf of round r (or nil), if deliveries are

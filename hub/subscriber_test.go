@@ -103,14 +103,14 @@ func TestEnqueueOverflowEndsSubscriberAndDropsQueue(t *testing.T) {
 	s := NewSubscriber(KindStream)
 	it := item("c", "1", "")
 	for range 3 {
-		if r := s.enqueue("c", it, it.Cost(), 3, 1<<20, true, nil); r != enqueueDone {
+		if r, _ := s.enqueue("c", it, it.Cost(), 3, 1<<20, true, nil); r != enqueueDone {
 			t.Fatalf("enqueue = %v, want done", r)
 		}
 	}
-	if r := s.enqueue("c", it, it.Cost(), 3, 1<<20, true, nil); r != enqueueOverflowed {
-		t.Fatalf("fourth enqueue = %v, want overflowed", r)
+	if r, lost := s.enqueue("c", it, it.Cost(), 3, 1<<20, true, nil); r != enqueueOverflowed || lost != 4 {
+		t.Fatalf("fourth enqueue = %v losing %d, want overflowed losing 4 (3 queued and itself)", r, lost)
 	}
-	if r := s.enqueue("c", it, it.Cost(), 3, 1<<20, true, nil); r != enqueueSkipped {
+	if r, _ := s.enqueue("c", it, it.Cost(), 3, 1<<20, true, nil); r != enqueueSkipped {
 		t.Fatalf("enqueue after end = %v, want skipped", r)
 	}
 	if got := s.Take(nil); len(got) != 0 {

@@ -220,7 +220,29 @@ func (c *cluster) waitFollowers(channel string, n int) {
 	})
 }
 
-// publishTo posts body to node n's publish endpoint.
+// metric returns the value of one series on node n's /metrics, or -1 when
+// the series is absent.
+func (c *cluster) metric(n *clusterNode, series string) float64 {
+	c.t.Helper()
+	resp, err := publisher.Get("http://" + n.admin + "/metrics")
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				c.t.Fatalf("%s: %q", series, line)
+			}
+			return f
+		}
+	}
+	return -1
+}
+
+// publishToNode posts body to node n's publish endpoint.
 func publishToNode(t testing.TB, n *clusterNode, body string) (int, http.Header, string) {
 	t.Helper()
 	resp, err := publisher.Post("http://"+n.addr+"/publish/", "application/json", strings.NewReader(body))
@@ -396,9 +418,18 @@ func TestClusterSurvivesANATSRestart(t *testing.T) {
 		t.Fatalf("stream got %q", got)
 	}
 
+	if got := c.metric(a, `caddy_grip_bus_connected{hub="default"}`); got != 1 {
+		t.Fatalf("bus_connected %v before the outage, want 1", got)
+	}
+	if got := c.metric(a, `caddy_grip_bus_messages_total{direction="out",hub="default"}`); got < 1 {
+		t.Fatalf("bus messages out %v, want at least the one published", got)
+	}
 	c.nats.Shutdown()
 	c.nats.WaitForShutdown()
 	c.nats = nil
+	eventually(t, "bus_connected 0 during the outage", func() bool {
+		return c.metric(b, `caddy_grip_bus_connected{hub="default"}`) == 0
+	})
 	// While NATS is down, a publish is refused with Retry-After, never
 	// answered 200.
 	var accepted []string
@@ -418,6 +449,9 @@ func TestClusterSurvivesANATSRestart(t *testing.T) {
 	// The held long-poll may have missed items: it is updated, so grip
 	// asks the origin again.
 	eventually(t, "the held long-poll is re-requested after the reconnect", func() bool { return c.origin.pollCount(ch) >= 2 })
+	if got := c.metric(b, `caddy_grip_bus_reconnects_total{hub="default"}`); got < 1 {
+		t.Fatalf("bus_reconnects_total %v after the outage, want at least 1", got)
+	}
 	// Everything answered 200 reaches the stream: the "during" items
 	// accepted before the outage was noticed, then an "after" once both
 	// nodes are back (published until one arrives: an item published

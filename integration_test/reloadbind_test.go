@@ -89,7 +89,6 @@ func bindSite(origin *bindOrigin, key, extra string) string {
 	return gripSite(origin.url, "sig_key "+key+"\n\t\tupdate_on_first_subscription off\n\t\t"+extra)
 }
 
-
 func TestReloadRebindsLiveSessionsToTheNewRouteAndKey(t *testing.T) {
 	a := startBindOrigin(t, "a", "key-one", "key-two")
 	b := startBindOrigin(t, "b", "key-one", "key-two")

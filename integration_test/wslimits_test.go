@@ -52,4 +52,3 @@ func TestWebSocketInvalidUTF8TextClosesWith1007(t *testing.T) {
 		}
 	}
 }
-

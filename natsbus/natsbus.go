@@ -76,6 +76,9 @@ type Stats struct {
 	// SlowConsumer counts the times NATS dropped messages for this node
 	// because its delivery shards were full (each time, any number).
 	SlowConsumer uint64
+	// Dropped counts the messages NATS dropped for this node as a slow
+	// consumer.
+	Dropped uint64
 	// Invalid counts received messages that did not decode.
 	Invalid uint64
 	// Followed is the number of channels subscribed on NATS, lingering
@@ -109,6 +112,7 @@ type Bus struct {
 	lastMissed atomic.Int64 // unix nanos of the last missed callback
 
 	reconnects, in, out, slow, invalid atomic.Uint64
+	droppedGone                        atomic.Uint64 // Dropped of subscriptions since unsubscribed
 }
 
 type follow struct {
@@ -365,6 +369,9 @@ func (b *Bus) Unfollow(channel string) error {
 		defer b.mu.Unlock()
 		if cur, ok := b.subs[channel]; ok && cur == f && f.timer != nil {
 			delete(b.subs, channel)
+			if n, err := f.sub.Dropped(); err == nil {
+				b.droppedGone.Add(uint64(n))
+			}
 			_ = f.sub.Unsubscribe()
 		}
 	})
@@ -420,8 +427,14 @@ func (b *Bus) Connected() bool { return b.nc.IsConnected() }
 func (b *Bus) Stats() Stats {
 	b.mu.Lock()
 	n := len(b.subs)
+	dropped := b.droppedGone.Load()
+	for _, f := range b.subs {
+		if d, err := f.sub.Dropped(); err == nil {
+			dropped += uint64(d)
+		}
+	}
 	b.mu.Unlock()
-	return Stats{Connected: b.nc.IsConnected(), Reconnects: b.reconnects.Load(), In: b.in.Load(),
+	return Stats{Dropped: dropped, Connected: b.nc.IsConnected(), Reconnects: b.reconnects.Load(), In: b.in.Load(),
 		Out: b.out.Load(), SlowConsumer: b.slow.Load(), Invalid: b.invalid.Load(), Followed: n}
 }
 

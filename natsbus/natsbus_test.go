@@ -317,7 +317,7 @@ func TestSlowConsumerDropSignalsMissed(t *testing.T) {
 	eventually(t, "slow-consumer drop counted and signalled", func() bool {
 		n.mu.Lock()
 		defer n.mu.Unlock()
-		return b.Stats().SlowConsumer > 0 && len(n.missed) > 0
+		return b.Stats().SlowConsumer > 0 && b.Stats().Dropped > 0 && len(n.missed) > 0
 	})
 	once.Do(func() { close(block) })
 }
