@@ -14,6 +14,8 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyevents"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
+
+	"github.com/caddy-grip/grip/hub"
 )
 
 func init() {
@@ -116,6 +118,7 @@ type Grip struct {
 	signer     *Signer
 	upstream   *SigKey
 	logger     *zap.Logger
+	warnLog    *zap.Logger // logger, rate-limited, for warnings that can repeat per client
 }
 
 // CaddyModule returns the Caddy module information.
@@ -130,6 +133,7 @@ func (Grip) CaddyModule() caddy.ModuleInfo {
 // arranges the drain on exit.
 func (g *Grip) Provision(ctx caddy.Context) error {
 	g.logger = ctx.Logger()
+	g.warnLog = hub.RateLimited(g.logger)
 	g.sessions = new(sync.WaitGroup)
 	if err := g.provisionOptions(caddy.NewReplacer()); err != nil {
 		return err
@@ -307,7 +311,7 @@ func (g *Grip) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Hand
 	if g.WebSocket != "passthrough" && isWebSocketUpgrade(r) {
 		return g.serveWebSocket(w, r, next)
 	}
-	s := &session{g: g, w: w, r: r, next: next}
+	s := &session{g: g, w: w, r: r, next: next, who: newRequestInfo(r)}
 	defer s.endHold()
 	rec := newRecorder(w, g.MaxInstructSize, s.decide)
 	err := next.ServeHTTP(rec, r)

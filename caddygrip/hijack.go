@@ -50,6 +50,7 @@ func (s *session) hijackStream(rc *http.ResponseController) bool {
 		inst: &Instruct{Hold: s.inst.Hold, Channels: s.inst.Channels, KeepAlive: s.inst.KeepAlive,
 			Next: s.inst.Next},
 		remoteAddr: s.r.RemoteAddr,
+		who:        s.who,
 		gone:       s.gone,
 		links:      s.links,
 		retries:    s.retries,

@@ -33,6 +33,8 @@ type session struct {
 
 	// remoteAddr is the client's address when r is not kept (hijacked streams).
 	remoteAddr string
+	// who is the client request, for log lines.
+	who requestInfo
 
 	// originHeader is the origin's GRIP reply headers, kept aside so they
 	// never reach the client as they are.
@@ -211,7 +213,7 @@ func (s *session) beginHold(kind hub.Kind) {
 		return
 	}
 	s.hold.finish(hub.DisconnectAnswered)
-	s.hold = s.g.startHold(kind, s.remote(), len(s.inst.Channels))
+	s.hold = s.g.startHold(kind, s.who, len(s.inst.Channels))
 }
 
 // endHold ends the hold's count and logs it, whatever ended it.

@@ -17,8 +17,9 @@ import (
 type holdTrack struct {
 	h        *hub.Hub
 	logger   *zap.Logger
+	warn     *zap.Logger // rate-limited, for slow-consumer cuts
 	kind     hub.Kind
-	remote   string
+	who      requestInfo
 	start    time.Time
 	channels int   // the most channels subscribed at once
 	messages int   // messages (published items, WebSocket messages) sent
@@ -30,11 +31,11 @@ type holdTrack struct {
 }
 
 // startHold counts a new hold of kind and logs its start.
-func (g *Grip) startHold(kind hub.Kind, remote string, channels int) *holdTrack {
-	t := &holdTrack{h: g.ref.hub, logger: g.logger, kind: kind, remote: remote, start: time.Now(), channels: channels}
+func (g *Grip) startHold(kind hub.Kind, who requestInfo, channels int) *holdTrack {
+	t := &holdTrack{h: g.ref.hub, logger: g.logger, warn: g.warnLog, kind: kind, who: who, start: time.Now(), channels: channels}
 	t.h.HoldStarted(kind)
 	if ce := t.logger.Check(zap.DebugLevel, "hold started"); ce != nil {
-		ce.Write(zap.Stringer("transport", kind), zap.Int("channels", channels), zap.String("remote", remote))
+		ce.Write(append(who.fields(), zap.Stringer("transport", kind), zap.Int("channels", channels))...)
 	}
 	return t
 }
@@ -77,23 +78,27 @@ func (t *holdTrack) end() {
 	t.ended = true
 	t.because(hub.DisconnectClient, nil)
 	t.h.HoldEnded(t.kind, t.reason)
-	level := zapcore.InfoLevel
-	if t.kind == hub.KindResponse {
+	// A client cut off as slow is a warning, rate-limited so that a flood
+	// of them cannot fill the disk; other ends are routine.
+	logger, level := t.logger, zapcore.InfoLevel
+	switch {
+	case t.reason == hub.DisconnectSlowConsumer:
+		logger, level = t.warn, zapcore.WarnLevel
+	case t.kind == hub.KindResponse:
 		level = zapcore.DebugLevel
 	}
-	ce := t.logger.Check(level, "hold ended")
+	ce := logger.Check(level, "hold ended")
 	if ce == nil {
 		return
 	}
-	fields := []zap.Field{
+	fields := append(t.who.fields(),
 		zap.Stringer("transport", t.kind),
 		zap.Int("channels", t.channels),
 		zap.Duration("duration", time.Since(t.start)),
 		zap.Int("messages", t.messages),
 		zap.Int64("bytes", t.bytes),
 		zap.Stringer("reason", t.reason),
-		zap.String("remote", t.remote),
-	}
+	)
 	if t.cause != nil {
 		fields = append(fields, zap.Error(t.cause))
 	}

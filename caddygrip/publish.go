@@ -54,10 +54,11 @@ type Publish struct {
 	// a longer one is refused with 400. Default: 1024.
 	MaxIDLength int `json:"max_id_length,omitempty"`
 
-	ref    hubRef
-	jwtKey *SigKey // the parsed key; nil when no key is set
-	secret []byte  // its HMAC secret, the only plain bearer token; nil for EC and RSA keys
-	logger *zap.Logger
+	ref     hubRef
+	jwtKey  *SigKey // the parsed key; nil when no key is set
+	secret  []byte  // its HMAC secret, the only plain bearer token; nil for EC and RSA keys
+	logger  *zap.Logger
+	warnLog *zap.Logger // logger, rate-limited, for refused publishes
 }
 
 // CaddyModule returns the Caddy module information.
@@ -71,6 +72,7 @@ func (Publish) CaddyModule() caddy.ModuleInfo {
 // Provision claims the hub and reads the key.
 func (p *Publish) Provision(ctx caddy.Context) error {
 	p.logger = ctx.Logger()
+	p.warnLog = hub.RateLimited(p.logger)
 	if err := p.provisionOptions(caddy.NewReplacer()); err != nil {
 		return err
 	}
@@ -273,7 +275,7 @@ func (w *statusWriter) WriteHeader(code int) {
 
 // reject logs a refused publish; publishers get the reason in the body.
 func (p *Publish) reject(r *http.Request, reason string) {
-	p.logger.Warn("publish rejected", zap.String("reason", reason), zap.String("remote", r.RemoteAddr))
+	p.warnLog.Warn("publish rejected", append(newRequestInfo(r).fields(), zap.String("reason", reason))...)
 }
 
 // negotiate picks the reply format from Accept, in order of appearance:

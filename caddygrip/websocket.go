@@ -99,6 +99,7 @@ func (g *Grip) serveWebSocket(w http.ResponseWriter, r *http.Request, next caddy
 		g:          g,
 		origin:     newDetachedOriginRequest(r, next, wohResponseLimit(g.MaxMessageSize), g.ref.metrics, g.binding),
 		remoteAddr: r.RemoteAddr,
+		who:        newRequestInfo(r),
 		connID:     newConnectionID(),
 		base:       wohBaseHeader(r.Header),
 		meta:       map[string]string{},

@@ -25,6 +25,7 @@ type wsSession struct {
 	g          *Grip
 	origin     *originRequest // detached from the client request, which has ended
 	remoteAddr string
+	who        requestInfo // the client's upgrade request, for log lines
 	connID     string
 	base       http.Header       // client headers every origin request carries
 	meta       map[string]string // sent as Meta-* headers
@@ -128,7 +129,7 @@ func (s *wsSession) open(initial []wsoverhttp.Event) (over bool) {
 	s.sub = hub.NewSubscriber(hub.KindWebSocket)
 	s.sub.SetMeta(s.meta)
 	s.g.binding.track(s.sub, s.g.ref.hub)
-	s.hold = s.g.startHold(hub.KindWebSocket, s.remoteAddr, 0)
+	s.hold = s.g.startHold(hub.KindWebSocket, s.who, 0)
 	if s.applyEvents(initial) {
 		s.end()
 		return true

@@ -101,8 +101,8 @@ func (b *batch) finish() {
 	}
 	for _, ev := range b.slow {
 		b.h.slowDisconnects.Add(1)
-		if l := b.h.logger(); l != nil {
-			l.Warn("disconnecting slow subscriber",
+		if l := b.h.logger(); l != nil && l.Core().Enabled(zap.DebugLevel) {
+			l.Debug("disconnecting slow subscriber",
 				zap.Stringer("kind", ev.s.kind),
 				zap.String("channel", ev.channel),
 				zap.Int("queue_items_max", ev.items),

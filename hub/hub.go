@@ -140,10 +140,12 @@ type Stats struct {
 // sequences and fans out published items. All methods are safe for
 // concurrent use.
 type Hub struct {
-	cfg   atomic.Pointer[Config]
-	log   atomic.Pointer[zap.Logger]
-	bus   atomic.Pointer[busBox]
-	busMu sync.Mutex // serialises SetBus and Close of the bus
+	cfg atomic.Pointer[Config]
+	log atomic.Pointer[zap.Logger]
+	// warnLog is log, rate-limited (see RateLimited).
+	warnLog atomic.Pointer[zap.Logger]
+	bus     atomic.Pointer[busBox]
+	busMu   sync.Mutex // serialises SetBus and Close of the bus
 
 	seed   maphash.Seed
 	epoch  time.Time // origin of the monotonic clock the de-dup cache uses
@@ -193,7 +195,13 @@ func (h *Hub) config() *Config { return h.cfg.Load() }
 func (h *Hub) Config() Config { return *h.config() }
 
 // SetLogger sets the logger; nil means no logging.
-func (h *Hub) SetLogger(l *zap.Logger) { h.log.Store(l) }
+func (h *Hub) SetLogger(l *zap.Logger) {
+	h.log.Store(l)
+	h.warnLog.Store(RateLimited(l))
+}
+
+// warner is the rate-limited logger for warnings that can repeat per item.
+func (h *Hub) warner() *zap.Logger { return h.warnLog.Load() }
 
 func (h *Hub) logger() *zap.Logger { return h.log.Load() }
 
@@ -537,15 +545,16 @@ func (h *Hub) Stats() Stats {
 
 // DisconnectSlow ends s as a slow consumer on behalf of its holder, when a
 // write to the client timed out or failed, so that every slow disconnect is
-// counted and logged in one place whichever side noticed it first.
+// counted in one place whichever side noticed it first. The hub logs it at
+// debug; the holder's warning carries the client's request.
 func (h *Hub) DisconnectSlow(s *Subscriber, cause error) {
 	if s == nil || !s.end(ReasonSlow) {
 		return
 	}
 	h.UnsubscribeAll(s)
 	h.slowDisconnects.Add(1)
-	if l := h.logger(); l != nil {
-		l.Warn("disconnecting slow subscriber", zap.Stringer("kind", s.kind), zap.Error(cause))
+	if l := h.logger(); l != nil && l.Core().Enabled(zap.DebugLevel) {
+		l.Debug("disconnecting slow subscriber", zap.Stringer("kind", s.kind), zap.Error(cause))
 	}
 }
 

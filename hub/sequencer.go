@@ -2,6 +2,7 @@ package hub
 
 import (
 	"cmp"
+	"go.uber.org/zap"
 	"slices"
 	"time"
 )
@@ -59,6 +60,10 @@ func (c *channel) holdLocked(b *batch, it *Item) {
 		// item past the per-channel limits.
 		b.h.sequencerDropped.Add(1)
 		b.h.counts.drops[DropSequencerOverflow].Add(1)
+		if l := b.h.warner(); l != nil {
+			l.Warn("item dropped", zap.Stringer("reason", DropSequencerOverflow), zap.String("channel", c.name),
+				zap.String("id", it.ID), zap.String("prev_id", it.PrevID), zap.Int("held", len(q.pending)))
+		}
 		return
 	}
 	q.bytes += cost
@@ -164,6 +169,10 @@ func (c *channel) expireLocked(b *batch) {
 		q.release(b.h, hi)
 		b.h.reordered.Add(1)
 		b.h.sequencerTimeouts.Add(1)
+		if l := b.h.warner(); l != nil {
+			l.Warn("gap given up on: item delivered without its predecessor", zap.Stringer("reason", DropSequencerTimeout),
+				zap.String("channel", c.name), zap.String("id", hi.item.ID), zap.String("prev_id", hi.item.PrevID))
+		}
 		c.sendLocked(b, hi.item)
 	}
 	// Re-arm for the earliest item still held.
