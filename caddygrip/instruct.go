@@ -15,8 +15,8 @@ import (
 
 // This file reads the GRIP instructions of an origin response, the Grip-*
 // headers and the application/grip-instruct JSON body, with Pushpin's rules,
-// defaults and error texts (handler/instruct.cpp). The JSON form is read at
-// the end of this file.
+// defaults and error texts (handler/instruct.cpp). The JSON form is read in
+// instructjson.go.
 
 // HoldMode says what the proxy does with the client connection.
 type HoldMode uint8

@@ -408,7 +408,9 @@ func (s *wsSession) applyEvents(events []wsoverhttp.Event) (over bool) {
 				kind, payload := wsoverhttp.SplitMessage(ev.Type, ev.Content, s.prefix)
 				switch kind {
 				case wsoverhttp.MessageControl:
-					s.control(payload)
+					if s.control(payload) {
+						return true
+					}
 					continue
 				case wsoverhttp.MessageDrop:
 					continue
@@ -438,18 +440,27 @@ func (s *wsSession) applyEvents(events []wsoverhttp.Event) (over bool) {
 }
 
 // control carries out a GRIP control message; invalid ones are ignored
-// with a debug line, as in Pushpin.
-func (s *wsSession) control(payload []byte) {
+// with a debug line, as in Pushpin. It reports whether the session is
+// over: a subscribe with more than MaxFilters filters closes it with 1011,
+// as Pushpin does.
+func (s *wsSession) control(payload []byte) (over bool) {
 	c, err := wsoverhttp.ParseControl(payload)
 	if err != nil {
 		if ce := s.g.logger.Check(zap.DebugLevel, "ignoring invalid control message"); ce != nil {
 			ce.Write(zap.Error(err), zap.String("connection_id", s.connID))
 		}
-		return
+		return false
 	}
 	h := s.g.ref.hub
 	switch c.Type {
 	case wsoverhttp.ControlSubscribe:
+		if len(c.Filters) > MaxFilters {
+			err := fmt.Errorf("subscribe to %q with %d filters, more than %d", c.Channel, len(c.Filters), MaxFilters)
+			s.g.logger.Warn("invalid control message from origin", zap.Error(err), zap.String("connection_id", s.connID))
+			s.hold.because(hub.DisconnectOriginError, err)
+			s.writeClose(websocket.CloseInternalServerErr, "too many filters")
+			return true
+		}
 		if len(s.sub.Channels()) < MaxChannels {
 			s.sub.SetFilters(c.Channel, c.Filters)
 			h.Subscribe(s.sub, c.Channel)
@@ -479,6 +490,7 @@ func (s *wsSession) control(payload []byte) {
 	case wsoverhttp.ControlFlushDelayed:
 		s.flushDelayed()
 	}
+	return false
 }
 
 // flushDelayed sends the send-delayed message, if one waits.

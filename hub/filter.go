@@ -3,8 +3,9 @@ package hub
 import "strings"
 
 // Filter names a subscriber may ask for on a channel. The three below only
-// decide whether an item is delivered; Pushpin's content-rewriting filters
-// (var-subst, build-id) are not applied, and unknown names are ignored.
+// decide whether an item is delivered; unknown names are ignored here.
+// Pushpin's content-rewriting filters (var-subst, build-id) are applied
+// at rendering, in contentfilter.go.
 const (
 	FilterSkipSelf   = "skip-self"   // drop items whose meta "sender" is the subscriber's "user"
 	FilterSkipUsers  = "skip-users"  // drop items whose meta "skip_users" lists the subscriber's "user"

@@ -53,7 +53,9 @@ type Config struct {
 	WakeInterval time.Duration
 }
 
-// Defaults, from Pushpin where it has one (see GRIP-REFERENCE.md #24, #25, #54).
+// Defaults, from Pushpin where it has one: message_wait and id_cache_ttl
+// as its shipped pushpin.conf sets them, and its sequencer's 100 pending
+// items per channel (handler/sequencer.cpp).
 const (
 	DefaultQueueBytes   = 1 << 20
 	DefaultQueueItems   = 1000
@@ -181,8 +183,8 @@ func New(cfg Config) *Hub {
 	return h
 }
 
-// Configure replaces the configuration atomically (used on every Caddy
-// reload). Items being received keep the configuration they started with.
+// Configure replaces the configuration atomically. Items being received
+// keep the configuration they started with.
 func (h *Hub) Configure(cfg Config) {
 	cfg = cfg.WithDefaults()
 	h.cfg.Store(&cfg)

@@ -52,3 +52,23 @@ func TestWebSocketInvalidUTF8TextClosesWith1007(t *testing.T) {
 		}
 	}
 }
+
+// TestWebSocketSubscribeWithTooManyFiltersClosesWith1011 has the origin
+// subscribe with six filters, one more than GRIP allows: Pushpin closes
+// the connection with 1011.
+func TestWebSocketSubscribeWithTooManyFiltersClosesWith1011(t *testing.T) {
+	origin := simpleWSOrigin(t, []string{`{"type":"subscribe","channel":"f","filters":["skip-self","skip-self","skip-self","skip-self","skip-self","skip-self"]}`}, nil)
+	loadCaddyfile(t, gripSite(origin.URL, ""))
+	c, _ := dialWS(t, "/filters", nil)
+	expectClose(t, c, websocket.CloseInternalServerErr, "too many filters")
+}
+
+// TestWebSocketSubscribeWithFiveFiltersIsKept is the limit itself.
+func TestWebSocketSubscribeWithFiveFiltersIsKept(t *testing.T) {
+	origin := simpleWSOrigin(t, []string{`{"type":"subscribe","channel":"f5","filters":["skip-self","skip-self","skip-self","skip-self","skip-self"]}`}, nil)
+	loadCaddyfile(t, gripSite(origin.URL, ""))
+	c, _ := dialWS(t, "/filters5", nil)
+	waitSubscribers(t, 1)
+	publish(t, `{"items":[{"channel":"f5","formats":{"ws-message":{"content":"ok"}}}]}`)
+	expectText(t, c, "ok")
+}

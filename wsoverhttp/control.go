@@ -43,8 +43,9 @@ type Control struct {
 	// Channel is the channel to subscribe to or unsubscribe from, never empty
 	// for those types. The route's channel prefix is not applied here.
 	Channel string
-	// Filters are the subscribe filter names, in order, unvalidated (the
-	// caller enforces the limit of 5 and closes with 1011 above it).
+	// Filters are the subscribe filter names, in order, unvalidated: the
+	// caller enforces GRIP's limit (5 per channel; Pushpin closes the
+	// connection with 1011 above it).
 	Filters []string
 
 	// Name is the set-meta key, never empty for set-meta.
