@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"go.uber.org/zap"
 
+	"github.com/caddy-grip/grip/hub"
 	"github.com/caddy-grip/grip/natsbus"
 )
 
@@ -33,6 +34,12 @@ type App struct {
 	// of them. Without it each hub is local to this node.
 	NATS *NATSConfig `json:"nats,omitempty"`
 
+	// History keeps the last items of channels in every hub of this node,
+	// so that a client whose prev-id is behind is caught up by the hub
+	// instead of its origin. Without it nothing is kept, as in Pushpin.
+	History *HistoryOptions `json:"history,omitempty"`
+
+	hist   hub.HistoryConfig // History, checked
 	logger *zap.Logger
 	mu     *sync.Mutex
 	hubs   map[string]*pooledHub
@@ -67,6 +74,39 @@ type NATSConfig struct {
 	Linger caddy.Duration `json:"linger,omitempty"`
 }
 
+// HistoryOptions says which channels keep how much history.
+type HistoryOptions struct {
+	// Channels are name patterns ('*' matches any run of characters,
+	// dots and slashes included); empty means every channel.
+	Channels []string `json:"channels,omitempty"`
+	// Size is how many items each channel keeps.
+	Size int `json:"size,omitempty"`
+	// TTL drops items older than it; 0 keeps them until pushed out.
+	TTL caddy.Duration `json:"ttl,omitempty"`
+	// MaxBytes bounds the history of all the channels of a hub together;
+	// the channels published to least recently go first. Default: 64 MiB.
+	MaxBytes int `json:"max_bytes,omitempty"`
+}
+
+// config checks the options and returns the hub's form.
+func (o *HistoryOptions) config() (hub.HistoryConfig, error) {
+	if o.Size <= 0 {
+		return hub.HistoryConfig{}, fmt.Errorf("size %d: want a positive number of items", o.Size)
+	}
+	if o.TTL < 0 {
+		return hub.HistoryConfig{}, fmt.Errorf("ttl %v: want a positive duration", time.Duration(o.TTL))
+	}
+	if o.MaxBytes < 0 {
+		return hub.HistoryConfig{}, fmt.Errorf("max_bytes %d: want a positive number of bytes", o.MaxBytes)
+	}
+	for i, p := range o.Channels {
+		if p == "" {
+			return hub.HistoryConfig{}, fmt.Errorf("channels[%d]: empty pattern", i)
+		}
+	}
+	return hub.HistoryConfig{Channels: o.Channels, Size: o.Size, TTL: time.Duration(o.TTL), MaxBytes: o.MaxBytes}, nil
+}
+
 // NATSTLS names the PEM files of a NATS TLS client.
 type NATSTLS struct {
 	// CA is the file of the certificate authorities that sign the servers.
@@ -90,6 +130,13 @@ func (a *App) Provision(ctx caddy.Context) error {
 	a.logger = ctx.Logger()
 	a.mu = new(sync.Mutex)
 	a.hubs = make(map[string]*pooledHub)
+	if a.History != nil {
+		h, err := a.History.config()
+		if err != nil {
+			return fmt.Errorf("grip: history: %w", err)
+		}
+		a.hist = h
+	}
 	if a.NATS == nil {
 		return nil
 	}
@@ -117,6 +164,7 @@ func (a *App) Start() error {
 		if err := p.useBus(a, name, a.opts, a.key, a.logger); err != nil {
 			return fmt.Errorf("grip: hub %q: %w", name, err)
 		}
+		p.useHistory(a.hist)
 	}
 	return nil
 }

@@ -125,3 +125,35 @@ func TestHubSubjectPrefixIsOneTokenPerHub(t *testing.T) {
 		}
 	}
 }
+
+func TestGlobalHistoryOptionAdaptsAndFailsClosed(t *testing.T) {
+	for global, want := range map[string]string{
+		"\tgrip {\n\t\thistory 100\n\t}": `{"history":{"size":100}}`,
+		"\tgrip {\n\t\thistory {\n\t\t\tchannels news.* ticker/*\n\t\t\tsize 10\n\t\t\tttl 10m\n\t\t\tmax_bytes 64MiB\n\t\t}\n\t}": `{"history":{"channels":["news.*","ticker/*"],"max_bytes":67108864,"size":10,"ttl":600000000000}}`,
+	} {
+		app, err := adaptApp(t, global)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := json.Marshal(app); string(got) != want {
+			t.Errorf("%q:\n got %s\nwant %s", global, got, want)
+		}
+	}
+	for _, tc := range []struct{ global, want string }{
+		{"\tgrip {\n\t\thistory 0\n\t}", "want a positive number of items"},
+		{"\tgrip {\n\t\thistory lots\n\t}", "want a positive number of items"},
+		{"\tgrip {\n\t\thistory {\n\t\t\tttl 1m\n\t\t}\n\t}", "want a size"},
+		{"\tgrip {\n\t\thistory {\n\t\t\tsize 1\n\t\t\tmax_bytes huge\n\t\t}\n\t}", "max_bytes"},
+		{"\tgrip {\n\t\thistory {\n\t\t\tsize 1\n\t\t\tkeep all\n\t\t}\n\t}", `unknown option "keep"`},
+		{"\tgrip {\n\t\thistory 1\n\t\thistory 2\n\t}", "history given twice"},
+	} {
+		if _, err := adaptApp(t, tc.global); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: %v, want %q", tc.global, err, tc.want)
+		}
+	}
+	for _, o := range []HistoryOptions{{}, {Size: 1, TTL: -1}, {Size: 1, MaxBytes: -1}, {Size: 1, Channels: []string{""}}} {
+		if _, err := o.config(); err == nil {
+			t.Errorf("%+v accepted", o)
+		}
+	}
+}

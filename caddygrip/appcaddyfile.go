@@ -1,9 +1,12 @@
 package caddygrip
 
 import (
+	"strconv"
+
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -36,6 +39,13 @@ func parseGripApp(d *caddyfile.Dispenser, _ any) (any, error) {
 //			}
 //			linger <duration>
 //		}
+//		history <size>
+//		history {
+//			channels  <pattern>...
+//			size      <items>
+//			ttl       <duration>
+//			max_bytes <size>
+//		}
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // the option's name
@@ -53,11 +63,72 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.NATS = n
+		case "history":
+			if a.History != nil {
+				return d.Err("grip: history given twice")
+			}
+			h, err := parseHistory(d)
+			if err != nil {
+				return err
+			}
+			a.History = h
 		default:
 			return d.Errf("grip: unknown option %q", d.Val())
 		}
 	}
 	return nil
+}
+
+func parseHistory(d *caddyfile.Dispenser) (*HistoryOptions, error) {
+	h := new(HistoryOptions)
+	if d.NextArg() {
+		n, err := strconv.Atoi(d.Val())
+		if err != nil || n <= 0 {
+			return nil, d.Errf("grip: history %q: want a positive number of items", d.Val())
+		}
+		h.Size = n
+		if d.NextArg() {
+			return nil, d.ArgErr()
+		}
+	}
+	for d.NextBlock(1) {
+		opt := d.Val()
+		switch opt {
+		case "channels":
+			h.Channels = d.RemainingArgs()
+			if len(h.Channels) == 0 {
+				return nil, d.ArgErr()
+			}
+		case "size":
+			n, err := intArg(d, "grip: history", opt)
+			if err != nil {
+				return nil, err
+			}
+			h.Size = n
+		case "ttl":
+			dur, err := durationArg(d, "grip: history", opt)
+			if err != nil {
+				return nil, err
+			}
+			h.TTL = dur
+		case "max_bytes":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			n, err := humanize.ParseBytes(v)
+			if err != nil || n == 0 || n > 1<<40 {
+				return nil, d.Errf("grip: history: max_bytes %q: want a size such as 64MiB", v)
+			}
+			h.MaxBytes = int(n)
+		default:
+			return nil, d.Errf("grip: history: unknown option %q", opt)
+		}
+	}
+	if h.Size == 0 {
+		return nil, d.Err("grip: history: want a size (history <items>, or size in the block)")
+	}
+	return h, nil
 }
 
 func parseNATS(d *caddyfile.Dispenser) (*NATSConfig, error) {

@@ -51,6 +51,7 @@ func (s *session) hijackStream(rc *http.ResponseController) bool {
 			Next: s.inst.Next},
 		remoteAddr: s.r.RemoteAddr,
 		who:        s.who,
+		caughtUp:   s.caughtUp,
 		gone:       s.gone,
 		links:      s.links,
 		retries:    s.retries,

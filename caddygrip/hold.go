@@ -53,6 +53,10 @@ type session struct {
 	// sent marks the channels that got content since the next link was
 	// last fetched.
 	sent map[string]bool
+	// caughtUp marks the channels the hub's history caught up at
+	// subscription: what the client lacked is queued, so they need no
+	// recovery from the origin.
+	caughtUp map[string]bool
 }
 
 // decide runs when the origin writes its status: it recognises GRIP
@@ -71,7 +75,7 @@ func (s *session) decide(status int, h http.Header) recMode {
 	}
 	inst, err := ParseInstruct(status, origin, nil, s.requestURL())
 	if err == nil {
-		err = checkStreamLinks(inst)
+		err = checkStreamLinks(inst, s.g.ref.hub)
 	}
 	if err != nil {
 		s.err = err
@@ -97,7 +101,7 @@ func isHeaderStreamHold(h http.Header) bool {
 func (s *session) serveBuffered(status int, body []byte) error {
 	inst, err := ParseInstruct(status, s.originHeader, body, s.requestURL())
 	if err == nil {
-		err = checkStreamLinks(inst)
+		err = checkStreamLinks(inst, s.g.ref.hub)
 	}
 	if err != nil {
 		return s.fail(err)
@@ -199,7 +203,7 @@ func (s *session) subscribe(kind hub.Kind) {
 		if len(c.Filters) > 0 {
 			s.sub.SetFilters(c.Name, c.Filters)
 		}
-		s.join(c.Name)
+		s.join(c.Name, c.PrevID)
 	}
 	s.beginHold(kind)
 }
@@ -223,16 +227,25 @@ func (s *session) endHold() { s.hold.end() }
 // its holds are updated (Pushpin's SUBSCRIBED_DELAY).
 const firstSubscriptionDelay = time.Second
 
-// join subscribes to one channel. When it is the channel's first
+// join subscribes to one channel, caught up from the hub's history when the
+// channel keeps one that has prevID: the items published after it are
+// queued first, and the channel needs no recovery. When it is the channel's first
 // subscription, the channel's holds are updated a moment after the bus
 // confirms the follow (response holds re-request the origin, streams fetch
 // their next link), so that an item published between the origin's answer
 // and the moment other nodes' publishes reach this one is not lost. A hold
 // that has already been re-requested does not schedule another, so a lone
 // long-poll is updated once rather than every second.
-func (s *session) join(channel string) {
+func (s *session) join(channel, prevID string) {
 	h := s.g.ref.hub
-	if h.Subscribe(s.sub, channel) && s.retries == 0 && s.g.updateOnFirstSubscription() {
+	first, res := h.SubscribeAfter(s.sub, channel, prevID)
+	if res == hub.HistoryRecovered {
+		if s.caughtUp == nil {
+			s.caughtUp = make(map[string]bool)
+		}
+		s.caughtUp[channel] = true
+	}
+	if first && s.retries == 0 && s.g.updateOnFirstSubscription() {
 		h.WhenFollowed(func() {
 			time.AfterFunc(firstSubscriptionDelay, func() { h.Update(channel) })
 		})
@@ -334,7 +347,7 @@ func (s *session) missedBeforeSubscribing() bool {
 // prev-id the origin gave: something was published the client lacks.
 func (s *session) staleChannel() bool {
 	for _, c := range s.inst.Channels {
-		if c.PrevID == "" {
+		if c.PrevID == "" || s.caughtUp[c.Name] {
 			continue
 		}
 		if id, ok := s.g.ref.hub.LastPublishedID(c.Name); ok && id != c.PrevID {

@@ -79,6 +79,14 @@ func (p *pooledHub) useBus(owner *App, name string, opts *natsbus.Options, key s
 	return nil
 }
 
+// useHistory gives the hub the history the config asks for; the zero
+// value keeps none. What is kept already stays until pushed out.
+func (p *pooledHub) useHistory(h hub.HistoryConfig) {
+	cfg := p.Config()
+	cfg.History = h
+	p.Configure(cfg)
+}
+
 // natsStats reports the hub's NATS bus, for metrics; false with the local
 // bus.
 func (p *pooledHub) natsStats() (natsbus.Stats, bool) {
@@ -101,6 +109,7 @@ func (p *pooledHub) disown(owner *App, name string, logger *zap.Logger) {
 		return
 	}
 	p.owner = nil
+	p.useHistory(hub.HistoryConfig{})
 	if p.busKey != "" {
 		p.SetBus(nil)
 		p.busKey, p.nats = "", nil

@@ -26,6 +26,7 @@ type hubMetrics struct {
 	connections, connectionsTotal, channels, published    *prometheus.Desc
 	deliveries, dropped, reordered, disconnects           *prometheus.Desc
 	busConnected, busReconnects, busMessages, busFollowed *prometheus.Desc
+	historyResumes, historyItems, historyBytes            *prometheus.Desc
 
 	originRequests  *prometheus.CounterVec
 	originDuration  *prometheus.HistogramVec
@@ -68,6 +69,9 @@ func newHubMetrics(name string, h *hub.Hub, bus func() (natsbus.Stats, bool)) *h
 		busReconnects:    desc("bus_reconnects_total", "Reconnections of the hub's NATS connection."),
 		busMessages:      desc("bus_messages_total", "Item messages the hub's NATS bus sent (out) and received (in).", "direction"),
 		busFollowed:      desc("bus_followed_channels", "Channels the hub follows on NATS, lingering ones included."),
+		historyResumes:   desc("history_resumes_total", "Holds with a prev-id on a channel that keeps history: caught up from it (recovered) or not (miss).", "result"),
+		historyItems:     desc("history_items", "Items the hub's history keeps now."),
+		historyBytes:     desc("history_bytes", "Bytes the hub's history keeps now."),
 		connections:      desc("connections", "Held client connections now, by transport.", "transport"),
 		connectionsTotal: desc("connections_total", "Holds started, by transport.", "transport"),
 		channels:         desc("channels", "Channels with local subscribers."),
@@ -103,7 +107,8 @@ func newHubMetrics(name string, h *hub.Hub, bus func() (natsbus.Stats, bool)) *h
 func (m *hubMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.connections, m.connectionsTotal, m.channels, m.published,
 		m.deliveries, m.dropped, m.reordered, m.disconnects,
-		m.busConnected, m.busReconnects, m.busMessages, m.busFollowed} {
+		m.busConnected, m.busReconnects, m.busMessages, m.busFollowed,
+		m.historyResumes, m.historyItems, m.historyBytes} {
 		ch <- d
 	}
 	m.originRequests.Describe(ch)
@@ -132,6 +137,10 @@ func (m *hubMetrics) Collect(ch chan<- prometheus.Metric) {
 	for r := range hub.NumDropReasons {
 		ch <- prometheus.MustNewConstMetric(m.dropped, counter, float64(c.Dropped[r]), hub.DropReason(r).String())
 	}
+	ch <- prometheus.MustNewConstMetric(m.historyResumes, counter, float64(c.HistoryRecovered), "recovered")
+	ch <- prometheus.MustNewConstMetric(m.historyResumes, counter, float64(c.HistoryMissed), "miss")
+	ch <- prometheus.MustNewConstMetric(m.historyItems, gauge, float64(c.HistoryItems))
+	ch <- prometheus.MustNewConstMetric(m.historyBytes, gauge, float64(c.HistoryBytes))
 	if m.bus != nil {
 		if st, ok := m.bus(); ok {
 			up := 0.0

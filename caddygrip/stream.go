@@ -245,7 +245,7 @@ func (s *session) followNext(out streamSink) bool {
 		if IsGrip(res.header) {
 			inst, err = ParseInstruct(res.status, res.header, body, next)
 			if err == nil {
-				err = checkStreamLinks(inst)
+				err = checkStreamLinks(inst, s.g.ref.hub)
 			}
 			if err == nil && inst.Hold == HoldResponse {
 				err = errNonStreamHold
@@ -345,10 +345,11 @@ func (s *session) adopt(inst *Instruct) {
 	}
 	oldChannels := s.inst.Channels
 	s.inst = &Instruct{Hold: inst.Hold, Channels: inst.Channels, KeepAlive: inst.KeepAlive, Meta: inst.Meta, Next: inst.Next}
+	clear(s.caughtUp) // the link's prev-ids are the ones that count now
 	for _, c := range inst.Channels {
 		s.sub.SetFilters(c.Name, c.Filters)
 		if !hasChannel(oldChannels, c.Name) {
-			s.join(c.Name)
+			s.join(c.Name, c.PrevID)
 		}
 	}
 	s.hold.subscribed(len(inst.Channels))
@@ -365,13 +366,15 @@ func hasChannel(list []ChannelSpec, name string) bool {
 }
 
 // checkStreamLinks rejects a stream hold that names a prev-id without a
-// next link: nothing could recover a gap (Pushpin's rule and text).
-func checkStreamLinks(inst *Instruct) error {
+// next link: nothing could recover a gap (Pushpin's rule and text). A
+// channel that keeps history is the exception: the hub catches the stream
+// up itself.
+func checkStreamLinks(inst *Instruct, h *hub.Hub) error {
 	if inst.Hold != HoldStream || inst.Next != nil {
 		return nil
 	}
 	for _, c := range inst.Channels {
-		if c.PrevID != "" {
+		if c.PrevID != "" && !h.HasHistory(c.Name) {
 			return &InstructError{Header: "Grip-Channel", Msg: fmt.Sprintf("channel '%s' specifies prev-id, but no next link found", c.Name)}
 		}
 	}

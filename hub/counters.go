@@ -135,6 +135,8 @@ type counters struct {
 	holds       [numKinds]atomic.Int64
 	holdsTotal  [numKinds]atomic.Uint64
 	disconnects [numKinds][NumDisconnectReasons]atomic.Uint64
+	// historyRecovered and historyMissed count SubscribeAfter's results.
+	historyRecovered, historyMissed atomic.Uint64
 }
 
 // HoldStarted counts a held connection of kind k, from its first
@@ -183,12 +185,19 @@ type Counters struct {
 	HoldsTotal [NumKinds]uint64
 	// Disconnects counts ended holds by transport and reason.
 	Disconnects [NumKinds][NumDisconnectReasons]uint64
+	// HistoryRecovered and HistoryMissed count the prev-ids the history
+	// caught up and those it could not; HistoryItems and HistoryBytes are
+	// its size now.
+	HistoryRecovered, HistoryMissed uint64
+	HistoryItems, HistoryBytes      int64
 }
 
 // Counters returns a snapshot of the counts by reason and transport; it
 // reads atomics only, so a metrics scrape never waits on the hub's locks.
 func (h *Hub) Counters() Counters {
-	c := Counters{Channels: h.channels.Load(), Published: h.published.Load(), Reordered: h.reordered.Load()}
+	c := Counters{Channels: h.channels.Load(), Published: h.published.Load(), Reordered: h.reordered.Load(),
+		HistoryRecovered: h.counts.historyRecovered.Load(), HistoryMissed: h.counts.historyMissed.Load(),
+		HistoryItems: h.history.entries.Load(), HistoryBytes: h.history.bytes.Load()}
 	for r := range c.Dropped {
 		c.Dropped[r] = h.counts.drops[r].Load()
 	}

@@ -51,6 +51,9 @@ type Config struct {
 	// takes plus WakeInterval. Default 10ms; negative wakes on every
 	// publish.
 	WakeInterval time.Duration
+	// History keeps matching channels' last items for catching clients
+	// up (SubscribeAfter); the zero value keeps none.
+	History HistoryConfig
 }
 
 // Defaults, from Pushpin where it has one: message_wait and id_cache_ttl
@@ -157,6 +160,7 @@ type Hub struct {
 	lastPublished *lastIDs
 	closed        atomic.Bool
 	recover       recoverQueue // channels Missed has yet to update
+	history       *history     // the channels' last items, when configured
 	drained       atomic.Bool  // Drain ran: the server is exiting
 
 	channels, subscribers atomic.Int64
@@ -173,7 +177,7 @@ type busBox struct{ b Bus }
 // New returns a hub with cfg (defaults filled in) and a local bus.
 func New(cfg Config) *Hub {
 	d := cfg.WithDefaults()
-	h := &Hub{seed: maphash.MakeSeed(), epoch: time.Now(), dedup: newDedup(), lastPublished: newLastIDs(DefaultLastIDChannels, d.LastIDBytes)}
+	h := &Hub{seed: maphash.MakeSeed(), epoch: time.Now(), dedup: newDedup(), lastPublished: newLastIDs(DefaultLastIDChannels, d.LastIDBytes), history: newHistory()}
 	for i := range h.shards {
 		h.shards[i].m = make(map[string]*channel)
 		h.shards[i].followed = make(map[string]struct{})
@@ -254,6 +258,12 @@ func (h *Hub) hash(name string) uint64 { return maphash.String(h.seed, name) }
 // first reports that s is the channel's first subscriber on this node, so
 // that the holder may schedule an Update for publishes that raced it.
 func (h *Hub) Subscribe(s *Subscriber, channel string) (first bool) {
+	return h.subscribeWith(s, channel, nil)
+}
+
+// subscribeWith is Subscribe, running during (if set) under the channel's
+// lock right after s joined it.
+func (h *Hub) subscribeWith(s *Subscriber, channel string, during func(*channel)) (first bool) {
 	if s == nil || !s.kind.valid() {
 		return false
 	}
@@ -270,6 +280,9 @@ func (h *Hub) Subscribe(s *Subscriber, channel string) (first bool) {
 			continue
 		}
 		added := c.addLocked(s)
+		if added && during != nil {
+			during(c)
+		}
 		removed := !added && c.removeIfEmptyLocked()
 		first = added && created
 		c.mu.Unlock()
@@ -438,8 +451,27 @@ func (h *Hub) receiveRun(b *batch, name string, run []*Item) {
 		return
 	}
 	var c *channel
+	hist := &b.cfg.History
+	keepHistory := hist.enabled(name)
 	for {
-		if c = h.lookup(hash, name); c == nil {
+		if keepHistory {
+			// The history of a channel with no subscribers here is kept
+			// under its shard's lock with the channel seen absent, so a
+			// SubscribeAfter (which reads the history under the channel's
+			// lock, then this one) either finds these items or receives
+			// them live.
+			sh := h.history.shard(hash)
+			sh.mu.Lock()
+			if c = h.lookup(hash, name); c == nil {
+				for _, it := range keep {
+					h.history.appendLocked(sh, hist, it, b.now)
+				}
+			}
+			sh.mu.Unlock()
+		} else {
+			c = h.lookup(hash, name)
+		}
+		if c == nil {
 			if testHookNoChannel != nil {
 				testHookNoChannel(name)
 			}

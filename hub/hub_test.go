@@ -3,6 +3,7 @@ package hub
 import (
 	"errors"
 	"fmt"
+	"reflect"
 	"runtime"
 	"slices"
 	"strconv"
@@ -364,7 +365,7 @@ func TestConfigWithDefaults(t *testing.T) {
 	got := Config{IDCacheTTL: -1}.WithDefaults()
 	want := Config{QueueBytes: 1 << 20, QueueItems: 1000, IDCacheTTL: -1, MessageWait: 5 * time.Second, SequencerMax: 100, WakeInterval: 10 * time.Millisecond,
 		SequencerBytes: 4 << 20, DedupBytes: 64 << 20, LastIDBytes: 64 << 20}
-	if got != want {
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("WithDefaults = %+v, want %+v", got, want)
 	}
 	if got := (Config{}).WithDefaults().IDCacheTTL; got != 60*time.Second {
@@ -372,7 +373,7 @@ func TestConfigWithDefaults(t *testing.T) {
 	}
 	keep := Config{QueueBytes: 7, QueueItems: 8, IDCacheTTL: time.Second, MessageWait: time.Millisecond, SequencerMax: 3, WakeInterval: -1,
 		SequencerBytes: 9, DedupBytes: 10, LastIDBytes: 11}
-	if got := keep.WithDefaults(); got != keep {
+	if got := keep.WithDefaults(); !reflect.DeepEqual(got, keep) {
 		t.Fatalf("WithDefaults changed set fields: %+v", got)
 	}
 }

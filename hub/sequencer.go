@@ -35,10 +35,12 @@ type heldItem struct {
 func (c *channel) receiveLocked(b *batch, it *Item) {
 	if c.countLocked() == 0 {
 		// Nobody here: nothing to deliver, and (as in Pushpin) nothing to
-		// sequence, so no last id is set.
+		// sequence, so no last id is set; the history keeps it.
+		c.h.appendHistory(&b.cfg.History, c.hash, it)
 		return
 	}
 	if it.NoSeq {
+		c.h.appendHistory(&b.cfg.History, c.hash, it)
 		c.fanoutLocked(b, it)
 		return
 	}
@@ -83,6 +85,7 @@ func (c *channel) holdLocked(b *batch, it *Item) {
 func (c *channel) sendLocked(b *batch, it *Item) {
 	q := &c.seq
 	q.setLast(it)
+	c.h.appendHistory(&b.cfg.History, c.hash, it)
 	c.fanoutLocked(b, it)
 	for id := it.ID; id != "" && len(q.pending) > 0; {
 		hi := q.pending[id]
@@ -92,6 +95,7 @@ func (c *channel) sendLocked(b *batch, it *Item) {
 		q.release(b.h, hi)
 		b.h.reordered.Add(1)
 		q.setLast(hi.item)
+		c.h.appendHistory(&b.cfg.History, c.hash, hi.item)
 		c.fanoutLocked(b, hi.item)
 		id = hi.item.ID
 	}
