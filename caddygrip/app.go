@@ -40,6 +40,7 @@ type App struct {
 	History *HistoryOptions `json:"history,omitempty"`
 
 	hist   hub.HistoryConfig // History, checked
+	resume resumeFlags
 	logger *zap.Logger
 	mu     *sync.Mutex
 	hubs   map[string]*pooledHub
@@ -86,7 +87,16 @@ type HistoryOptions struct {
 	// MaxBytes bounds the history of all the channels of a hub together;
 	// the channels published to least recently go first. Default: 64 MiB.
 	MaxBytes int `json:"max_bytes,omitempty"`
+	// Resume turns on extensions that resume from the history without an
+	// origin prev-id: "last_event_id" (an SSE client's Last-Event-ID, or
+	// ?lastEventId=, as the prev-id of a single-channel stream whose origin
+	// gave none) and "websocket" (a "prev-id" field on the subscribe
+	// control message). EXPERIMENTAL: extensions to GRIP.
+	Resume []string `json:"resume,omitempty"`
 }
+
+// resumeFlags are the Resume extensions turned on.
+type resumeFlags struct{ lastEventID, websocket bool }
 
 // config checks the options and returns the hub's form.
 func (o *HistoryOptions) config() (hub.HistoryConfig, error) {
@@ -102,6 +112,11 @@ func (o *HistoryOptions) config() (hub.HistoryConfig, error) {
 	for i, p := range o.Channels {
 		if p == "" {
 			return hub.HistoryConfig{}, fmt.Errorf("channels[%d]: empty pattern", i)
+		}
+	}
+	for _, r := range o.Resume {
+		if r != "last_event_id" && r != "websocket" {
+			return hub.HistoryConfig{}, fmt.Errorf("resume %q: want last_event_id or websocket", r)
 		}
 	}
 	return hub.HistoryConfig{Channels: o.Channels, Size: o.Size, TTL: time.Duration(o.TTL), MaxBytes: o.MaxBytes}, nil
@@ -136,6 +151,10 @@ func (a *App) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("grip: history: %w", err)
 		}
 		a.hist = h
+		for _, r := range a.History.Resume {
+			a.resume.lastEventID = a.resume.lastEventID || r == "last_event_id"
+			a.resume.websocket = a.resume.websocket || r == "websocket"
+		}
 	}
 	if a.NATS == nil {
 		return nil
@@ -164,7 +183,7 @@ func (a *App) Start() error {
 		if err := p.useBus(a, name, a.opts, a.key, a.logger); err != nil {
 			return fmt.Errorf("grip: hub %q: %w", name, err)
 		}
-		p.useHistory(a.hist)
+		p.useHistory(a.hist, a.resume)
 	}
 	return nil
 }

@@ -45,6 +45,7 @@ func parseGripApp(d *caddyfile.Dispenser, _ any) (any, error) {
 //			size      <items>
 //			ttl       <duration>
 //			max_bytes <size>
+//			resume    last_event_id|websocket...
 //		}
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -98,6 +99,16 @@ func parseHistory(d *caddyfile.Dispenser) (*HistoryOptions, error) {
 			h.Channels = d.RemainingArgs()
 			if len(h.Channels) == 0 {
 				return nil, d.ArgErr()
+			}
+		case "resume":
+			h.Resume = d.RemainingArgs()
+			if len(h.Resume) == 0 {
+				return nil, d.ArgErr()
+			}
+			for _, r := range h.Resume {
+				if r != "last_event_id" && r != "websocket" {
+					return nil, d.Errf("grip: history: resume %q: want last_event_id or websocket", r)
+				}
 			}
 		case "size":
 			n, err := intArg(d, "grip: history", opt)

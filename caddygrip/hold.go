@@ -203,9 +203,28 @@ func (s *session) subscribe(kind hub.Kind) {
 		if len(c.Filters) > 0 {
 			s.sub.SetFilters(c.Name, c.Filters)
 		}
-		s.join(c.Name, c.PrevID)
+		prev := c.PrevID
+		if kind == hub.KindStream {
+			prev = s.resumePoint(c)
+		}
+		s.join(c.Name, prev)
 	}
 	s.beginHold(kind)
+}
+
+// resumePoint is the id a stream resumes channel c after: the origin's
+// prev-id, or, with the history's last_event_id extension on, for a
+// stream on one channel whose origin gave none, the client's
+// Last-Event-ID header (or lastEventId query parameter), as an SSE client
+// sends when it reconnects.
+func (s *session) resumePoint(c ChannelSpec) string {
+	if c.PrevID != "" || len(s.inst.Channels) != 1 || s.r == nil || !s.g.ref.pooled.resumeLastEventID.Load() {
+		return c.PrevID
+	}
+	if id := s.r.Header.Get("Last-Event-ID"); id != "" {
+		return id
+	}
+	return s.r.URL.Query().Get("lastEventId")
 }
 
 // beginHold starts counting the hold at its first subscription; a

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
@@ -31,6 +32,9 @@ type pooledHub struct {
 	busKey string       // identity of the NATS options in use; "" for the local bus
 	nats   *natsbus.Bus // the NATS bus in use, or nil
 	owner  *App         // the app that set the bus, until it stops
+
+	// The history's resume extensions (see HistoryOptions.Resume).
+	resumeLastEventID, resumeWebSocket atomic.Bool
 }
 
 // Destruct closes the hub, and its bus, when the last handler naming it is
@@ -81,10 +85,12 @@ func (p *pooledHub) useBus(owner *App, name string, opts *natsbus.Options, key s
 
 // useHistory gives the hub the history the config asks for; the zero
 // value keeps none. What is kept already stays until pushed out.
-func (p *pooledHub) useHistory(h hub.HistoryConfig) {
+func (p *pooledHub) useHistory(h hub.HistoryConfig, r resumeFlags) {
 	cfg := p.Config()
 	cfg.History = h
 	p.Configure(cfg)
+	p.resumeLastEventID.Store(r.lastEventID)
+	p.resumeWebSocket.Store(r.websocket)
 }
 
 // natsStats reports the hub's NATS bus, for metrics; false with the local
@@ -109,7 +115,7 @@ func (p *pooledHub) disown(owner *App, name string, logger *zap.Logger) {
 		return
 	}
 	p.owner = nil
-	p.useHistory(hub.HistoryConfig{})
+	p.useHistory(hub.HistoryConfig{}, resumeFlags{})
 	if p.busKey != "" {
 		p.SetBus(nil)
 		p.busKey, p.nats = "", nil

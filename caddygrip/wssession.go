@@ -463,7 +463,13 @@ func (s *wsSession) control(payload []byte) (over bool) {
 		}
 		if len(s.sub.Channels()) < MaxChannels {
 			s.sub.SetFilters(c.Channel, c.Filters)
-			h.Subscribe(s.sub, c.Channel)
+			if c.PrevID != "" && s.g.ref.pooled.resumeWebSocket.Load() {
+				// The history's websocket extension: what followed prev-id
+				// is queued before live messages.
+				h.SubscribeAfter(s.sub, c.Channel, c.PrevID)
+			} else {
+				h.Subscribe(s.sub, c.Channel)
+			}
 			s.hold.subscribed(len(s.sub.Channels()))
 		}
 	case wsoverhttp.ControlUnsubscribe:

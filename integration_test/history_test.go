@@ -47,7 +47,11 @@ func (o *historyOrigin) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	kind, ch, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/"), "/")
-	w.Header().Set("Grip-Channel", ch+"; prev-id="+r.URL.Query().Get("prev"))
+	if prev := r.URL.Query().Get("prev"); prev != "" {
+		w.Header().Set("Grip-Channel", ch+"; prev-id="+prev)
+	} else {
+		w.Header().Set("Grip-Channel", ch)
+	}
 	if kind == "stream" {
 		w.Header().Set("Grip-Hold", "stream")
 		io.WriteString(w, "open\n")
@@ -130,4 +134,53 @@ func TestHistoryMissFallsBackToTheOrigin(t *testing.T) {
 	if resp.StatusCode != http.StatusBadGateway || !strings.Contains(string(b), "no next link") {
 		t.Fatalf("stream with a prev-id outside the history: %d %q", resp.StatusCode, b)
 	}
+}
+
+func TestHistoryResumesAnSSEClientFromItsLastEventIDWhenAsked(t *testing.T) {
+	startHistorySite(t, "history {\n\t\t\tsize 10\n\t\t\tresume last_event_id websocket\n\t\t}")
+	for i := 1; i <= 3; i++ {
+		publish(t, fmt.Sprintf(`{"items":[{"channel":"hl","id":"%d","formats":{"http-stream":{"content":"id: %d\n"}}}]}`, i, i))
+	}
+	// The origin gives no prev-id; the client's Last-Event-ID stands in.
+	s := openStream(t, caddyURL+"/stream/hl", http.Header{"Last-Event-Id": {"1"}})
+	for _, want := range []string{"open\n", "id: 2\n", "id: 3\n"} {
+		if got := s.next(t); got != want {
+			t.Fatalf("stream got %q, want %q", got, want)
+		}
+	}
+	q := openStream(t, caddyURL+"/stream/hl?lastEventId=2", nil)
+	for _, want := range []string{"open\n", "id: 3\n"} {
+		if got := q.next(t); got != want {
+			t.Fatalf("stream with ?lastEventId got %q, want %q", got, want)
+		}
+	}
+}
+
+func TestHistoryIgnoresLastEventIDUnlessAsked(t *testing.T) {
+	startHistorySite(t, "history 10")
+	publish(t, `{"items":[{"channel":"hn","id":"1","formats":{"http-stream":{"content":"one\n"}}}]}`)
+	publish(t, `{"items":[{"channel":"hn","id":"2","formats":{"http-stream":{"content":"two\n"}}}]}`)
+	s := openStream(t, caddyURL+"/stream/hn", http.Header{"Last-Event-Id": {"1"}})
+	if got := s.next(t); got != "open\n" {
+		t.Fatalf("stream got %q", got)
+	}
+	waitSubscribers(t, 1)
+	publish(t, `{"items":[{"channel":"hn","id":"3","formats":{"http-stream":{"content":"three\n"}}}]}`)
+	if got := s.next(t); got != "three\n" {
+		t.Fatalf("without resume the stream got %q, want only the live item", got)
+	}
+}
+
+func TestHistoryReplaysToAWebSocketSubscribeWithAPrevID(t *testing.T) {
+	origin := simpleWSOrigin(t, []string{`{"type":"subscribe","channel":"hw","prev-id":"1"}`}, nil)
+	loadWithGlobal(t, "\tgrip {\n\t\thistory {\n\t\t\tsize 10\n\t\t\tresume websocket\n\t\t}\n\t}", gripSite(origin.URL, ""))
+	for i := 1; i <= 3; i++ {
+		publish(t, fmt.Sprintf(`{"items":[{"channel":"hw","id":"%d","formats":{"ws-message":{"content":"w%d"}}}]}`, i, i))
+	}
+	c, _ := dialWS(t, "/ws", nil)
+	expectText(t, c, "w2")
+	expectText(t, c, "w3")
+	waitSubscribers(t, 1)
+	publish(t, `{"items":[{"channel":"hw","id":"4","formats":{"ws-message":{"content":"w4"}}}]}`)
+	expectText(t, c, "w4")
 }

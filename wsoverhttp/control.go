@@ -43,6 +43,10 @@ type Control struct {
 	// Channel is the channel to subscribe to or unsubscribe from, never empty
 	// for those types. The route's channel prefix is not applied here.
 	Channel string
+	// PrevID is the subscribe's "prev-id", an extension: the last item the
+	// connection has, for a proxy that keeps history to replay what
+	// followed; empty when absent or not a string.
+	PrevID string
 	// Filters are the subscribe filter names, in order, unvalidated: the
 	// caller enforces GRIP's limit (5 per channel; Pushpin closes the
 	// connection with 1011 above it).
@@ -122,6 +126,9 @@ func ParseControl(payload []byte) (*Control, error) {
 			if c.Filters, err = f.strList("filters"); err != nil {
 				return nil, err
 			}
+			// An extension Pushpin does not know and so ignores: a
+			// value of another type is ignored here too.
+			c.PrevID, _, _ = f.str("prev-id")
 		}
 
 	case ControlSetMeta:
