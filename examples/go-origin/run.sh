@@ -4,8 +4,10 @@
 #   open http://127.0.0.1:8300/                       the chat (two windows)
 #   curl -N http://127.0.0.1:8300/events/news          an SSE stream
 #   curl http://127.0.0.1:8300/poll/news               a long-poll
-#   curl -d '{"items":[{"channel":"news","formats":{"http-stream":{"content":"data: hello\n\n"},"http-response":{"body":"hello\n"}}}]}' \
-#       http://127.0.0.1:8301/publish/
+#   examples/go-origin/bin/caddy grip-publish --spec http://127.0.0.1:8301 --http-stream news $'data: hello\n'
+#   examples/go-origin/bin/caddy grip-publish --spec http://127.0.0.1:8301 --http-response news hello
+#   examples/go-origin/bin/caddy grip-publish --spec http://127.0.0.1:8301 --ws room 'hello from the shell'
+# (or curl -d '{"items":[{"channel":"news","formats":{"http-stream":{"content":"data: hello\n\n"}}}]}' http://127.0.0.1:8301/publish/)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)

@@ -4,8 +4,10 @@
 #   open http://127.0.0.1:8400/                       the chat (two windows)
 #   curl -N http://127.0.0.1:8400/events/news          an SSE stream
 #   curl http://127.0.0.1:8400/poll/news               a long-poll
-#   curl -d '{"items":[{"channel":"news","formats":{"http-stream":{"content":"data: hello\n\n"},"http-response":{"body":"hello\n"}}}]}' \
-#       http://127.0.0.1:8401/publish/
+#   examples/node-origin/bin/caddy grip-publish --spec http://127.0.0.1:8401 --http-stream news $'data: hello\n'
+#   examples/node-origin/bin/caddy grip-publish --spec http://127.0.0.1:8401 --http-response news hello
+#   examples/node-origin/bin/caddy grip-publish --spec http://127.0.0.1:8401 --ws room 'hello from the shell'
+# (or curl -d '{"items":[{"channel":"news","formats":{"http-stream":{"content":"data: hello\n\n"}}}]}' http://127.0.0.1:8401/publish/)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
