@@ -127,6 +127,7 @@ func (o *origin) chat(w http.ResponseWriter, r *http.Request) {
 			// Close back with the client's code and reason.
 			writeEvent(&out, "CLOSE", e.content)
 		}
+		// BINARY: the chat is text, binary messages are dropped.
 		// DISCONNECT: the client is gone and the answer is not read.
 	}
 	w.Header().Set("Content-Type", "application/websocket-events")

@@ -64,7 +64,13 @@ async function handle(req, res) {
   }
   const held = req.method === 'GET' && url.pathname.match(/^\/(events|poll)\/([^/]+)$/);
   if (held) {
-    const channel = decodeURIComponent(held[2]);
+    let channel;
+    try {
+      channel = decodeURIComponent(held[2]);
+    } catch {
+      send(res, 400, 'text/plain', 'bad channel name\n');
+      return;
+    }
     const instruct = res.grip.startInstruct();
     instruct.addChannel(channel);
     if (held[1] === 'events') {
