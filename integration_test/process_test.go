@@ -25,7 +25,7 @@ var (
 )
 
 // caddyBinary builds Caddy with caddy-grip once per test run.
-func caddyBinary(t *testing.T) string {
+func caddyBinary(t testing.TB) string {
 	t.Helper()
 	caddyBinOnce.Do(func() {
 		dir, err := os.MkdirTemp("", "caddygrip-bin")
@@ -54,7 +54,7 @@ type caddyProcess struct {
 
 // startCaddyProcess runs the built Caddy with a Caddyfile and waits until
 // it accepts connections on addr.
-func startCaddyProcess(t *testing.T, caddyfile, addr string) *caddyProcess {
+func startCaddyProcess(t testing.TB, caddyfile, addr string) *caddyProcess {
 	t.Helper()
 	bin := caddyBinary(t)
 	dir := t.TempDir()
