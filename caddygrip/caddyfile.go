@@ -11,11 +11,14 @@ import (
 
 func init() {
 	// Before inserts at the anchor: registering grip_publish first gives
-	// grip_publish, grip, reverse_proxy, so no `order` line is needed.
+	// grip_publish, grip, grip_relay, reverse_proxy, so no `order` line is
+	// needed.
 	httpcaddyfile.RegisterHandlerDirective("grip_publish", parsePublish)
 	httpcaddyfile.RegisterDirectiveOrder("grip_publish", httpcaddyfile.Before, "reverse_proxy")
 	httpcaddyfile.RegisterHandlerDirective("grip", parseGrip)
 	httpcaddyfile.RegisterDirectiveOrder("grip", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterHandlerDirective("grip_relay", parseRelay)
+	httpcaddyfile.RegisterDirectiveOrder("grip_relay", httpcaddyfile.Before, "reverse_proxy")
 }
 
 func parseGrip(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {

@@ -226,11 +226,16 @@ func wohBaseHeader(client http.Header) http.Header {
 
 // isEventsResponse reports an origin accepting WebSocket-over-HTTP.
 func isEventsResponse(res *capture) bool {
-	ct := res.header.Get("Content-Type")
+	return res.status == http.StatusOK && isEventsType(res.header.Get("Content-Type"))
+}
+
+// isEventsType reports a Content-Type of WebSocket-over-HTTP events,
+// parameters aside.
+func isEventsType(ct string) bool {
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}
-	return res.status == http.StatusOK && strings.EqualFold(strings.TrimSpace(ct), wsoverhttp.ContentType)
+	return strings.EqualFold(strings.TrimSpace(ct), wsoverhttp.ContentType)
 }
 
 // relayCapture answers the client with an origin response as it is.
