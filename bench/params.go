@@ -94,7 +94,7 @@ func (p *params) register(fs *flag.FlagSet) {
 	fs.IntVar(&p.ClusterConnectRate, "cluster-connect-rate", 1500, "cluster scenarios: new connections per second, over all generator processes")
 	fs.IntVar(&p.ClusterGenSubs, "cluster-gen-subs", 18000, "cluster scenarios: at most this many subscribers per generator process (each holds one fd per subscriber)")
 	fs.IntVar(&p.ClusterPubSubs, "cluster-pub-subs", 1, "cluster-publish: subscribers per node")
-	fs.IntVar(&p.ClusterPubMsgs, "cluster-pub-msgs", 5000, "cluster-publish: messages per phase (all on one node, then spread over the nodes)")
+	fs.IntVar(&p.ClusterPubMsgs, "cluster-pub-msgs", 20000, "cluster-publish: messages per phase (all on one node, then spread over the nodes)")
 	fs.IntVar(&p.ClusterPublishers, "cluster-publishers", 16, "cluster-publish: concurrent publish connections")
 	fs.IntVar(&p.PassConns, "pass-conns", 64, "passthrough: keep-alive connections")
 	fs.DurationVar(&p.PassDuration, "pass-duration", 10*time.Second, "passthrough: measured time")
