@@ -79,7 +79,13 @@ func startCluster(n int, useNATS bool, opt clusterOptions, label string) (*clust
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.nodes[i], errs[i] = startNode(i, c.url, opt, label)
+			// A free port may be taken between the check and the
+			// node's listen (another test on the box): try new ones.
+			for attempt := 0; attempt < 3; attempt++ {
+				if c.nodes[i], errs[i] = startNode(i, c.url, opt, label); errs[i] == nil {
+					break
+				}
+			}
 		}()
 	}
 	wg.Wait()
@@ -223,7 +229,10 @@ func startNode(i int, natsURL string, opt clusterOptions, label string) (*procTa
 	if natsURL != "" {
 		fmt.Fprintf(&b, "\tgrip {\n\t\tnats %s {\n\t\t\tname bench-node-%d\n\t\t}\n\t}\n", natsURL, i)
 	}
-	fmt.Fprintf(&b, "}\n\nhttp://%s {\n\tgrip\n\treverse_proxy %s {\n\t\tflush_interval -1\n\t}\n}\n\nhttp://%s {\n\tgrip_publish\n}\n",
+	// bind: the ports are free on 127.0.0.1, not on every address (the
+	// generators' closed connections keep ephemeral ports of 127.0.x.y in
+	// TIME_WAIT, and Caddy would otherwise listen on all of them).
+	fmt.Fprintf(&b, "}\n\nhttp://%s {\n\tbind 127.0.0.1\n\tgrip\n\treverse_proxy %s {\n\t\tflush_interval -1\n\t}\n}\n\nhttp://%s {\n\tbind 127.0.0.1\n\tgrip_publish\n}\n",
 		client, opt.OriginAddr, publish)
 	path := filepath.Join(dir, "Caddyfile")
 	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
