@@ -14,6 +14,14 @@
 //	passthrough     non-GRIP requests/s and latency
 //	longpoll        request -> publish -> response -> next request cycles/s
 //
+// and, only when named (they need nats-server and several minutes each):
+//
+//	cluster         3 caddy-grip nodes joined by NATS, 50,000 SSE subscribers
+//	                over them on one channel, 100 messages at a fixed rate
+//	cluster-1node   one node with the same NATS option, 10,000 subscribers
+//	cluster-local   one node without NATS (the local bus), 10,000 subscribers
+//	cluster-publish publishes/s entering on one node vs spread over the nodes
+//
 // Each run writes one JSON line (PERF-NOTES B6) and the whole invocation a
 // markdown table of medians over the repetitions. The full comparison:
 //
@@ -88,9 +96,13 @@ type runOpts struct {
 	cpuProfile         string
 	keepWork           bool
 	pushpinLogLevel    int
+	natsBin, natsURL   string
 }
 
 func main() {
+	if os.Getenv(childEnv) == "gen" {
+		os.Exit(runGenChild()) // a generator process of a cluster scenario
+	}
 	var (
 		p     params
 		o     runOpts
@@ -110,6 +122,8 @@ func main() {
 	flag.IntVar(&o.pushpinLogLevel, "pushpin-log-level", 1, "Pushpin's log_level (a diagnostic: 3 logs every request; measure at 1)")
 	flag.BoolVar(&o.keepWork, "keep", false, "keep the proxies' configs and logs (the temporary directory is printed)")
 	flag.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the bench process (generator and origin) to this file")
+	flag.StringVar(&o.natsBin, "nats-server", "", "cluster scenarios: the nats-server binary (default: nats-server in PATH, or /usr/sbin/nats-server)")
+	flag.StringVar(&o.natsURL, "nats-url", "", "cluster scenarios: use this running NATS server instead of starting one (its CPU is then not measured)")
 	p.register(flag.CommandLine)
 	flag.Parse()
 	if *small {
@@ -153,8 +167,8 @@ func run(p params, opt runOpts) error {
 	if scenarioList != "all" {
 		scen = splitList(scenarioList)
 		for _, s := range scen {
-			if !contains(scenarioNames, s) {
-				return fmt.Errorf("unknown scenario %q (want %s)", s, strings.Join(scenarioNames, ", "))
+			if !contains(scenarioNames, s) && !isCluster(s) {
+				return fmt.Errorf("unknown scenario %q (want %s)", s, strings.Join(append(scenarioNames, clusterScenarioNames...), ", "))
 			}
 		}
 	}
@@ -209,9 +223,13 @@ func run(p params, opt runOpts) error {
 		argv0 = "go run ./bench" // the temporary binary of go run
 	}
 	machine["command"] = strings.Join(append([]string{argv0}, os.Args[1:]...), " ")
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
 	// A ^C or kill stops the proxy being measured before the bench exits.
 	var curMu sync.Mutex
-	var cur *procTarget
+	var cur stopper
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	go func() {
@@ -224,13 +242,38 @@ func run(p params, opt runOpts) error {
 		fmt.Fprintf(os.Stderr, "bench: %v: stopped\n", s)
 		os.Exit(1)
 	}()
-	setCur := func(t *procTarget) { curMu.Lock(); cur = t; curMu.Unlock() }
+	setCur := func(t stopper) { curMu.Lock(); cur = t; curMu.Unlock() }
 	var results []*Result
 	start := time.Now()
 	loadStart := loadAvg()
 	seq := 0
 	for rep := 1; rep <= reps; rep++ {
 		for _, s := range scen {
+			if isCluster(s) {
+				if !contains(names, targetGrip) {
+					continue
+				}
+				seq++
+				e := &clusterEnv{
+					opt: clusterOptions{
+						targetOptions: targetOptions{CaddyBin: caddyAbs, SUTCPUs: sutCPUs, SUTGomaxprocs: opt.sutGomaxprocs,
+							OriginAddr: o.Addr(), WorkDir: work},
+						NATSBin: opt.natsBin, NATSURL: opt.natsURL, ChildBin: self,
+					},
+					p: &p, nonce: fmt.Sprintf("%x%d", start.Unix()&0xffff, seq), seq: seq,
+				}
+				la := loadAvg()
+				r := runClusterScenario(e, s, setCur)
+				r.Rep = rep
+				r.Metrics["loadavg_start"], r.Metrics["loadavg_end"] = la, loadAvg()
+				r.Env = clusterEnvFacts(machine, caddyAbs)
+				results = append(results, r)
+				fmt.Fprintln(os.Stderr, r)
+				if err := enc.Encode(r); err != nil {
+					return err
+				}
+				continue
+			}
 			for _, name := range names {
 				if gripOnly(s) && name == targetCaddy {
 					continue
@@ -288,6 +331,24 @@ func checkFDs(p params, names, scen []string) error {
 	}
 	if (contains(scen, burstSSE) || contains(scen, burstWS)) && max(p.BurstConns, p.BurstWSConns)+spare > int(soft) {
 		return fmt.Errorf("-burst-conns %d / -burst-ws-conns %d: the bench holds one fd per client, over the fd limit %d", p.BurstConns, p.BurstWSConns, soft)
+	}
+	for _, s := range scen {
+		if !isCluster(s) {
+			continue
+		}
+		nodes := max(p.ClusterNodes, 1)
+		if s == clusterFanout && (p.ClusterSubs+nodes-1)/nodes+spare > int(soft) {
+			return fmt.Errorf("-cluster-subs %d over %d nodes: each node holds one fd per subscriber, over the fd limit %d", p.ClusterSubs, nodes, soft)
+		}
+		if (s == cluster1Node || s == clusterLocal) && p.ClusterSingleSubs+spare > int(soft) {
+			return fmt.Errorf("-cluster-single-subs %d: the node holds one fd per subscriber, over the fd limit %d", p.ClusterSingleSubs, soft)
+		}
+		if p.ClusterGenSubs < 1 || p.ClusterGenSubs+spare > int(soft) {
+			return fmt.Errorf("-cluster-gen-subs %d: a generator process holds one fd per subscriber, over the fd limit %d", p.ClusterGenSubs, soft)
+		}
+		if p.ClusterRate <= 0 {
+			return fmt.Errorf("-cluster-rate %g: want messages per second above 0", p.ClusterRate)
+		}
 	}
 	if p.HoldConns+spare > int(soft) || p.FanoutSubs+spare > int(soft) {
 		return fmt.Errorf("-hold-conns %d / -fanout-subs %d: over the fd limit %d", p.HoldConns, p.FanoutSubs, soft)
@@ -384,6 +445,14 @@ func machineFacts() map[string]string {
 	f["fd_limit"] = fmt.Sprintf("%d/%d", soft, hard)
 	f["date"] = time.Now().UTC().Format(time.RFC3339)
 	return f
+}
+
+// stopper is what a ^C stops: a target or a cluster.
+type stopper interface{ stop() }
+
+// clusterEnvFacts are the machine facts plus the nodes' version.
+func clusterEnvFacts(machine map[string]string, caddyBin string) map[string]string {
+	return targetEnv(machine, &procTarget{version: commandOutput(caddyBin, "version")})
 }
 
 func targetEnv(machine map[string]string, t *procTarget) map[string]string {

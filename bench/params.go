@@ -41,6 +41,19 @@ type params struct {
 	PassConns    int
 	PassDuration time.Duration
 
+	// The cluster scenarios (cluster, cluster-1node, cluster-local,
+	// cluster-publish).
+	ClusterNodes       int
+	ClusterSubs        int
+	ClusterSingleSubs  int
+	ClusterMsgs        int
+	ClusterRate        float64
+	ClusterConnectRate int
+	ClusterGenSubs     int
+	ClusterPubSubs     int
+	ClusterPubMsgs     int
+	ClusterPublishers  int
+
 	PollClients    int
 	PollDuration   time.Duration
 	PollPublishers int
@@ -73,6 +86,16 @@ func (p *params) register(fs *flag.FlagSet) {
 	fs.Float64Var(&p.BigRate, "big-rate", 2, "fanout-rate-10k: messages per second")
 	fs.IntVar(&p.BigMsgs, "big-msgs", 60, "fanout-rate-10k: messages")
 	fs.IntVar(&p.BigMaxMsgs, "big-max-msgs", 100, "fanout-max-10k: messages")
+	fs.IntVar(&p.ClusterNodes, "cluster-nodes", 3, "cluster and cluster-publish: caddy-grip nodes, one process each, joined by one nats-server")
+	fs.IntVar(&p.ClusterSubs, "cluster-subs", 50000, "cluster: SSE subscribers in all on the one channel, spread evenly over the nodes (each node holds one fd per subscriber: keep under ~19,500 per node)")
+	fs.IntVar(&p.ClusterSingleSubs, "cluster-single-subs", 10000, "cluster-1node and cluster-local: subscribers on the single node")
+	fs.IntVar(&p.ClusterMsgs, "cluster-msgs", 100, "cluster, cluster-1node, cluster-local: messages, published on the first node")
+	fs.Float64Var(&p.ClusterRate, "cluster-rate", 0.5, "cluster, cluster-1node, cluster-local: messages per second (open loop; at 50,000 subscribers on one proxy core, 1/s is past what the nodes sweep)")
+	fs.IntVar(&p.ClusterConnectRate, "cluster-connect-rate", 1500, "cluster scenarios: new connections per second, over all generator processes")
+	fs.IntVar(&p.ClusterGenSubs, "cluster-gen-subs", 18000, "cluster scenarios: at most this many subscribers per generator process (each holds one fd per subscriber)")
+	fs.IntVar(&p.ClusterPubSubs, "cluster-pub-subs", 1, "cluster-publish: subscribers per node")
+	fs.IntVar(&p.ClusterPubMsgs, "cluster-pub-msgs", 20000, "cluster-publish: messages per phase (all on one node, then spread over the nodes)")
+	fs.IntVar(&p.ClusterPublishers, "cluster-publishers", 16, "cluster-publish: concurrent publish connections")
 	fs.IntVar(&p.PassConns, "pass-conns", 64, "passthrough: keep-alive connections")
 	fs.DurationVar(&p.PassDuration, "pass-duration", 10*time.Second, "passthrough: measured time")
 	fs.IntVar(&p.PollClients, "poll-clients", 100, "longpoll: clients, one channel each (Pushpin peaks near 100 on one core: 300 gives it fewer cycles/s and 502s)")
@@ -90,4 +113,6 @@ func (p *params) shrink() {
 	p.PassConns, p.PassDuration = 8, 2*time.Second
 	p.PollClients, p.PollDuration = 50, 3*time.Second
 	p.BurstConns, p.BurstWSConns, p.BurstSettled = 300, 200, 3*time.Second
+	p.ClusterSubs, p.ClusterSingleSubs, p.ClusterMsgs, p.ClusterRate = 300, 100, 20, 20
+	p.ClusterPubSubs, p.ClusterPubMsgs = 5, 500
 }

@@ -9,7 +9,9 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	_ "github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
+	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/caddy-grip/grip/caddygrip"
 )
@@ -23,6 +25,21 @@ const (
 	smokePublish = "127.0.0.1:19581"
 	smokeOrigin  = "127.0.0.1:19582"
 )
+
+// TestMain lets the test binary be the cluster scenarios' child processes:
+// a generator (GRIP_BENCH_CHILD=gen) or a caddy-grip node
+// (GRIP_BENCH_CHILD=caddy, with caddy's own command line), so the cluster
+// smoke test needs no separate build.
+func TestMain(m *testing.M) {
+	switch os.Getenv(childEnv) {
+	case "gen":
+		os.Exit(runGenChild())
+	case "caddy":
+		caddycmd.Main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
 
 // inProcTarget is caddy-grip loaded into the test process.
 type inProcTarget struct{}
@@ -187,4 +204,69 @@ func TestEveryScenarioDeliversCorrectlyThroughCaddyGrip(t *testing.T) {
 			t.Errorf("%v of %v long-poll publishes lost in the reconnect gap (hub delivered %d of %d)", gap, r.Metrics["published"], delivered, published)
 		}
 	})
+}
+
+// The cluster scenarios at a tiny size: three caddy-grip nodes (this test
+// binary run as caddy) joined by a NATS server embedded in the test, on
+// random loopback ports; generators in child processes. Correctness only.
+func TestClusterScenariosDeliverEveryMessageOnEveryNode(t *testing.T) {
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns, err := natsserver.NewServer(&natsserver.Options{Host: "127.0.0.1", Port: -1, NoLog: true, NoSigs: true})
+	if err != nil {
+		t.Fatalf("nats: %v", err)
+	}
+	go ns.Start()
+	t.Cleanup(ns.Shutdown)
+	if !ns.ReadyForConnections(10 * time.Second) {
+		t.Fatal("nats server not ready")
+	}
+	o, err := startOrigin("127.0.0.1:0", 5)
+	if err != nil {
+		t.Fatalf("origin: %v", err)
+	}
+	t.Cleanup(o.close)
+	p := &params{
+		SrcIPs: 2, ConnectInflight: 10,
+		ClusterNodes: 3, ClusterSubs: 31, ClusterSingleSubs: 12, ClusterMsgs: 15, ClusterRate: 100,
+		ClusterConnectRate: 2000, ClusterGenSubs: 6, ClusterPubSubs: 2, ClusterPubMsgs: 40, ClusterPublishers: 3,
+	}
+	opt := clusterOptions{
+		targetOptions: targetOptions{CaddyBin: self, OriginAddr: o.Addr(), WorkDir: t.TempDir()},
+		NATSURL:       ns.ClientURL(), ChildBin: self, CaddyEnv: []string{childEnv + "=caddy"},
+	}
+	for i, c := range []struct {
+		name       string
+		subs, msgs int
+	}{
+		{clusterFanout, p.ClusterSubs, p.ClusterMsgs},
+		{cluster1Node, p.ClusterSingleSubs, p.ClusterMsgs},
+		{clusterLocal, p.ClusterSingleSubs, p.ClusterMsgs},
+		{clusterPublish, p.ClusterNodes * p.ClusterPubSubs, 2 * p.ClusterPubMsgs},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			e := &clusterEnv{opt: opt, p: p, nonce: fmt.Sprintf("k%d", i), seq: i}
+			r := runClusterScenario(e, c.name, func(stopper) {})
+			for _, err := range r.Errors {
+				t.Errorf("%s: %s", c.name, err)
+			}
+			want := float64(c.subs * c.msgs)
+			for name, v := range map[string]float64{
+				"conns_up": float64(c.subs), "conns_failed": 0, "expected": want, "delivered_ratio": 1,
+				"lost": 0, "duplicated": 0, "publish_errors": 0, "lat_samples": want,
+			} {
+				if got := r.Metrics[name]; got != v {
+					t.Errorf("%s = %v, want %v", name, got, v)
+				}
+			}
+			if c.name != clusterPublish && r.Metrics["reordered"] != 0 {
+				t.Errorf("reordered = %v", r.Metrics["reordered"])
+			}
+			if c.name == clusterFanout && r.Params["generator_processes"] != 6 {
+				t.Errorf("generator processes = %v, want 6 (2 per node at 6 per child)", r.Params["generator_processes"])
+			}
+		})
+	}
 }

@@ -125,16 +125,26 @@ func startTarget(name string, opt targetOptions) (*procTarget, error) {
 	default:
 		return nil, fmt.Errorf("unknown target %q (want %s, %s or %s)", name, targetGrip, targetCaddy, targetPushpin)
 	}
+	if err := t.launch(argv, env, opt); err != nil {
+		return nil, err
+	}
+	return t, nil
+}
+
+// launch starts argv (pinned to opt.SUTCPUs when set) with its output in
+// the target's log.txt, and waits until it proxies to the origin.
+func (t *procTarget) launch(argv, env []string, opt targetOptions) error {
+	name, dir := t.name, t.dir
 	if opt.SUTCPUs != "" {
 		taskset, err := exec.LookPath("taskset")
 		if err != nil {
-			return nil, fmt.Errorf("pinning the proxy needs taskset: %w", err)
+			return fmt.Errorf("pinning the proxy needs taskset: %w", err)
 		}
 		argv = append([]string{taskset, "-c", opt.SUTCPUs}, argv...)
 	}
 	logf, err := os.Create(filepath.Join(dir, "log.txt"))
 	if err != nil {
-		return nil, err
+		return err
 	}
 	t.cmd = exec.Command(argv[0], argv[1:]...)
 	t.cmd.Dir = dir
@@ -144,15 +154,15 @@ func startTarget(name string, opt targetOptions) (*procTarget, error) {
 	t.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := t.cmd.Start(); err != nil {
 		logf.Close()
-		return nil, fmt.Errorf("starting %s: %w", name, err)
+		return fmt.Errorf("starting %s: %w", name, err)
 	}
 	t.exited = make(chan struct{})
 	go func() { _ = t.cmd.Wait(); logf.Close(); close(t.exited) }()
 	if err := t.waitReady(opt.OriginAddr); err != nil {
 		t.stop()
-		return nil, fmt.Errorf("%s did not come up: %w (log: %s)", name, err, filepath.Join(dir, "log.txt"))
+		return fmt.Errorf("%s did not come up: %w (log: %s)", name, err, filepath.Join(dir, "log.txt"))
 	}
-	return t, nil
+	return nil
 }
 
 // caddyConfig is the Caddyfile of caddy-grip or of plain Caddy: the same
