@@ -131,3 +131,4 @@ func TestRelayRefusesPlainRequests(t *testing.T) {
 		t.Fatal("an events body that does not parse was accepted")
 	}
 }
+
