@@ -131,4 +131,3 @@ func TestRelayRefusesPlainRequests(t *testing.T) {
 		t.Fatal("an events body that does not parse was accepted")
 	}
 }
-
