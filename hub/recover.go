@@ -57,11 +57,6 @@ func (h *Hub) runRecover() {
 	for {
 		q.mu.Lock()
 		n := min(recoverBatch, len(q.order))
-		if n == 0 || h.closed.Load() {
-			q.order, q.pending, q.running = nil, nil, false
-			q.mu.Unlock()
-			return
-		}
 		batch := append([]string(nil), q.order[:n]...)
 		q.order = q.order[n:]
 		for _, ch := range batch {
@@ -71,6 +66,13 @@ func (h *Hub) runRecover() {
 		for _, ch := range batch {
 			h.Update(ch)
 		}
+		q.mu.Lock()
+		if len(q.order) == 0 || h.closed.Load() {
+			q.order, q.pending, q.running = nil, nil, false
+			q.mu.Unlock()
+			return
+		}
+		q.mu.Unlock()
 		<-tick.C
 	}
 }

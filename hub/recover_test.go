@@ -19,9 +19,8 @@ func TestMissedUpdatesChannelsPacedAndOnce(t *testing.T) {
 			names = append(names, fmt.Sprint("ch", i))
 			h.Subscribe(subs[i], names[i])
 		}
-		// Reported twice: each channel is updated once.
-		h.Missed(names)
-		h.Missed(names)
+		// Reported twice in one call: each channel is updated once.
+		h.Missed(append(names, names...))
 		hinted := func() int {
 			n := 0
 			for _, s := range subs {
@@ -35,6 +34,8 @@ func TestMissedUpdatesChannelsPacedAndOnce(t *testing.T) {
 		if got := hinted(); got != recoverBatch {
 			t.Fatalf("updated %d channels at once, want the first batch of %d", got, recoverBatch)
 		}
+		// Reported again while still queued: still once.
+		h.Missed(names[recoverBatch+5:])
 		time.Sleep(recoverTick)
 		synctest.Wait()
 		if got := hinted(); got != 2*recoverBatch {
