@@ -138,13 +138,7 @@ func (g *Grip) Provision(ctx caddy.Context) error {
 	if err := g.provisionOptions(caddy.NewReplacer()); err != nil {
 		return err
 	}
-	if err := g.ref.acquire(g.Hub, g.logger); err != nil {
-		return fmt.Errorf("hub %q: %w", g.Hub, err)
-	}
-	if err := g.ref.registerMetrics(ctx); err != nil {
-		return fmt.Errorf("hub %q: registering metrics: %w", g.Hub, err)
-	}
-	if err := g.ref.join(ctx); err != nil {
+	if err := g.ref.claim(ctx, g.Hub, g.logger); err != nil {
 		return err
 	}
 	g.gen = handlerGen.Add(1)

@@ -202,3 +202,16 @@ func (ref *hubRef) join(ctx caddy.Context) error {
 	app.(*App).register(ref.name, ref.pooled)
 	return nil
 }
+
+// claim is what every handler of a hub does at Provision: acquire the hub,
+// register its metrics in the config's registry, and join the config's
+// grip app.
+func (ref *hubRef) claim(ctx caddy.Context, name string, logger *zap.Logger) error {
+	if err := ref.acquire(name, logger); err != nil {
+		return fmt.Errorf("hub %q: %w", name, err)
+	}
+	if err := ref.registerMetrics(ctx); err != nil {
+		return fmt.Errorf("hub %q: registering metrics: %w", name, err)
+	}
+	return ref.join(ctx)
+}

@@ -76,13 +76,7 @@ func (p *Publish) Provision(ctx caddy.Context) error {
 	if err := p.provisionOptions(caddy.NewReplacer()); err != nil {
 		return err
 	}
-	if err := p.ref.acquire(p.Hub, p.logger); err != nil {
-		return fmt.Errorf("hub %q: %w", p.Hub, err)
-	}
-	if err := p.ref.registerMetrics(ctx); err != nil {
-		return fmt.Errorf("hub %q: registering metrics: %w", p.Hub, err)
-	}
-	if err := p.ref.join(ctx); err != nil {
+	if err := p.ref.claim(ctx, p.Hub, p.logger); err != nil {
 		return err
 	}
 	return nil

@@ -66,13 +66,10 @@ func (rl *Relay) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("grip_relay: %w", err)
 	}
 	rl.Hub = hubName
-	if err := rl.ref.acquire(rl.Hub, rl.logger); err != nil {
-		return fmt.Errorf("grip_relay: hub %q: %w", rl.Hub, err)
+	if err := rl.ref.claim(ctx, rl.Hub, rl.logger); err != nil {
+		return fmt.Errorf("grip_relay: %w", err)
 	}
-	if err := rl.ref.registerMetrics(ctx); err != nil {
-		return fmt.Errorf("grip_relay: hub %q: registering metrics: %w", rl.Hub, err)
-	}
-	return rl.ref.join(ctx)
+	return nil
 }
 
 // Cleanup releases the hub.
