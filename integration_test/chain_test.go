@@ -109,7 +109,9 @@ func startLiveCounter(t *testing.T, opt chainOptions) *liveCounter {
 	}
 	startProcessGroup(t, exec.Command(varnishd, "-F", "-j", "none", "-n", filepath.Join(dir, "varnish"),
 		"-a", fmt.Sprintf("127.0.0.1:%d", varnishPort), "-T", "127.0.0.1:0", "-f", vclPath,
-		"-s", "malloc,32m", "-p", "thread_pools=1", "-p", "thread_pool_min=10"), &lockedBuffer{})
+		"-s", "malloc,32m", "-p", "thread_pools=1", "-p", "thread_pool_min=10",
+		// No grace unless the VCL gives it, so that the tests see the VCL's.
+		"-p", "default_grace=0"), &lockedBuffer{})
 
 	purge := ""
 	if opt.purge {
@@ -424,6 +426,45 @@ func TestLiveCounterStaleCachedAnswerIsCaughtUp(t *testing.T) {
 				t.Fatalf("the stale client got %s, want [1 2 3]", got)
 			}
 		})
+	}
+}
+
+func TestLiveCounterBanByChannelDropsOnlyThatChannelsAnswers(t *testing.T) {
+	lc := startLiveCounter(t, chainOptions{history: true, purge: true})
+	for _, id := range []string{"1", "10"} {
+		c := lc.connect(t, id)
+		waitAll(t, []*counterClient{c}, 0)
+	}
+	ban := func(channel string) int {
+		req, err := http.NewRequest("BAN", lc.varnish+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Grip-Channel", channel)
+		resp, err := jsClient.Do(req)
+		if err != nil {
+			t.Fatalf("BAN: %v", err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := ban("counter-1"); code != http.StatusOK {
+		t.Fatalf("BAN counter-1: %d", code)
+	}
+	if code := ban("counter.*"); code != http.StatusBadRequest {
+		t.Fatalf("BAN with a pattern: %d, want 400", code)
+	}
+	for _, id := range []string{"1", "10"} {
+		c := lc.connect(t, id)
+		waitAll(t, []*counterClient{c}, 0)
+	}
+	// counter-1's cached stream answer was banned and fetched again;
+	// counter-10's, whose name starts the same, was not.
+	if plain, _ := lc.originRequests("1"); plain != 2 {
+		t.Fatalf("the origin saw %d requests for counter 1, want 2 (one after the ban)", plain)
+	}
+	if plain, _ := lc.originRequests("10"); plain != 1 {
+		t.Fatalf("the origin saw %d requests for counter 10, want 1 (not banned)", plain)
 	}
 }
 

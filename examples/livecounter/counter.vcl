@@ -32,6 +32,21 @@ sub vcl_recv {
 		}
 		return (hash);
 	}
+	# Ban by channel: drops every cached answer whose Grip-Channel names
+	# the channel in the request's Grip-Channel header (one name, of A-Z,
+	# a-z, 0-9, _ and -), whatever its URL.
+	if (req.method == "BAN") {
+		if (!client.ip ~ purgers) {
+			return (synth(405, "Not allowed."));
+		}
+		if (req.http.Grip-Channel !~ "^[A-Za-z0-9_-]+$") {
+			return (synth(400, "Grip-Channel: one channel name, of A-Z a-z 0-9 _ -"));
+		}
+		if (std.ban("obj.http.Grip-Channel ~ (^|,)[[:space:]]*" + req.http.Grip-Channel + "[[:space:]]*(;|,|$)")) {
+			return (synth(200, "Banned"));
+		}
+		return (synth(400, std.ban_error()));
+	}
 	# Next-link fetches and re-requests carry Grip-Last and their answer
 	# depends on it: never from the cache.
 	if (req.http.Grip-Last) {
