@@ -111,6 +111,7 @@ func (o *origin) lookup(id string) *counter {
 func counterID(w http.ResponseWriter, r *http.Request) (string, bool) {
 	id := r.PathValue("id")
 	if !validID.MatchString(id) {
+		log.Printf("%s %s: not a counter id", r.Method, r.URL.Path)
 		http.Error(w, "a counter id is 1 to 32 of a-z, 0-9 and -", http.StatusNotFound)
 		return "", false
 	}
@@ -138,6 +139,7 @@ func (o *origin) get(w http.ResponseWriter, r *http.Request) {
 	}
 	o.mu.Unlock()
 	if c == nil {
+		log.Printf("%s %s: already %d counters", r.Method, r.URL.Path, maxCounters)
 		http.Error(w, "too many counters", http.StatusServiceUnavailable)
 		return
 	}
@@ -202,6 +204,7 @@ func (o *origin) increment(w http.ResponseWriter, r *http.Request) {
 	c := o.lookup(id)
 	if c == nil {
 		o.mu.Unlock()
+		log.Printf("%s %s: already %d counters", r.Method, r.URL.Path, maxCounters)
 		http.Error(w, "too many counters", http.StatusServiceUnavailable)
 		return
 	}

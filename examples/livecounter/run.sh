@@ -6,6 +6,7 @@
 #   curl -N -H 'Accept: text/event-stream' http://127.0.0.1:8500/counters/1/
 #   curl -X POST http://127.0.0.1:8500/counters/1/ add one
 #   curl -sI http://127.0.0.1:8502/counters/1/     Varnish's own answer (Age, X-Varnish)
+#   curl -X BAN -H "Grip-Channel: counter-1" http://127.0.0.1:8502/   drop its cached answers
 # Needs varnishd (Debian: apt-get install varnish).
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
