@@ -1,12 +1,15 @@
 package integration_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/gorilla/websocket"
 )
 
@@ -130,4 +133,51 @@ func TestRelayRefusesPlainRequests(t *testing.T) {
 	if resp.StatusCode == http.StatusOK {
 		t.Fatal("an events body that does not parse was accepted")
 	}
+}
+
+// TestBroadcastWebSocketAnsweredByTheConfigAlone has a static_response
+// answer the WebSocket-over-HTTP OPEN (JSON config: a Caddyfile string
+// cannot carry the CRLFs of the event format): the connection is
+// subscribed by a control message in that answer and receives what is
+// published. The answer is the same to every request, so this suits
+// receive-only clients; grip_relay serves clients that talk.
+func TestBroadcastWebSocketAnsweredByTheConfigAlone(t *testing.T) {
+	control := `c:{"type":"subscribe","channel":"live"}`
+	events := fmt.Sprintf("OPEN\r\nTEXT %x\r\n%s\r\n", len(control), control)
+	body, _ := json.Marshal(events)
+	sites := fmt.Sprintf(`
+http://127.0.0.1:%d {
+	grip_publish
+}
+http://127.0.0.1:%d {
+	route /live {
+		grip
+		header Content-Type application/websocket-events
+		header Sec-WebSocket-Extensions grip
+		respond "EVENTS" 200
+	}
+}
+`, publishPort, caddyPort)
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(globalOptions+sites), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched := strings.Replace(string(cfg), `"body":"EVENTS"`, `"body":`+string(body), 1)
+	if patched == string(cfg) {
+		t.Fatalf("no respond body to replace in %s", cfg)
+	}
+	if err := caddy.Load([]byte(patched), true); err != nil {
+		t.Fatal(err)
+	}
+	for _, port := range []int{caddyPort, publishPort} {
+		eventually(t, fmt.Sprintf("one listener on port %d", port), func() bool { return listeners(port) <= 1 })
+	}
+	c, _, err := websocket.DefaultDialer.Dial(wsURL("/live"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	waitSubscribers(t, 1)
+	publish(t, `{"items":[{"channel":"live","formats":{"ws-message":{"content":"2-1"}}}]}`)
+	expectText(t, c, "2-1")
 }
