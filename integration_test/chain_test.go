@@ -38,11 +38,7 @@ func varnishdBinary(t *testing.T) string {
 			return p
 		}
 	}
-	const msg = "varnishd is needed for the Live Counter example's tests and is not on PATH"
-	if os.Getenv("GRIP_REQUIRE_EXTERNAL") == "1" {
-		t.Fatal(msg + " (GRIP_REQUIRE_EXTERNAL=1)")
-	}
-	t.Skip(msg + "; install it (apt-get install varnish), or set GRIP_REQUIRE_EXTERNAL=1 to make this a failure")
+	missingTool(t, "varnishd is needed for the Live Counter example's tests and is not on PATH (apt-get install varnish)")
 	return ""
 }
 

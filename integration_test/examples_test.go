@@ -127,37 +127,8 @@ func startGoExample(t *testing.T) exampleSite {
 func startNodeExample(t *testing.T) exampleSite {
 	t.Helper()
 	const src = "../examples/node-origin"
-	node, errNode := exec.LookPath("node")
-	npm, errNpm := exec.LookPath("npm")
-	if errNode != nil || errNpm != nil {
-		const msg = "node and npm are needed for the Node example's test and are not on PATH"
-		if os.Getenv("GRIP_REQUIRE_EXTERNAL") == "1" {
-			t.Fatal(msg + " (GRIP_REQUIRE_EXTERNAL=1)")
-		}
-		t.Skip(msg + "; install them, or set GRIP_REQUIRE_EXTERNAL=1 to make this a failure")
-	}
-	dir := t.TempDir()
-	entries, err := os.ReadDir(src)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue // node_modules and bin from run.sh, if any
-		}
-		b, err := os.ReadFile(filepath.Join(src, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	install := exec.CommandContext(t.Context(), npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts")
-	install.Dir = dir
-	if out, err := install.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in a copy of %s: %v\n%s", src, err, out)
-	}
+	node, npm := nodeAndNpm(t, "the Node example's test")
+	dir := npmProject(t, npm, src)
 
 	key := make([]byte, 16)
 	rand.Read(key)
@@ -329,11 +300,7 @@ func chromiumBinary(t *testing.T) string {
 			return p
 		}
 	}
-	const msg = "chromium is needed for the chat page's browser test and is not on PATH"
-	if os.Getenv("GRIP_REQUIRE_EXTERNAL") == "1" {
-		t.Fatal(msg + " (GRIP_REQUIRE_EXTERNAL=1)")
-	}
-	t.Skip(msg + "; install it (apt-get install chromium), or set GRIP_REQUIRE_EXTERNAL=1 to make this a failure")
+	missingTool(t, "chromium is needed for the chat page's browser test and is not on PATH (apt-get install chromium)")
 	return ""
 }
 

@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -39,37 +38,8 @@ type jsgrip struct {
 // (as in CI) makes that a failure.
 func setupJSGrip(t *testing.T) *jsgrip {
 	t.Helper()
-	node, errNode := exec.LookPath("node")
-	npm, errNpm := exec.LookPath("npm")
-	if errNode != nil || errNpm != nil {
-		const msg = "node and npm are needed for the @fanoutio/grip interop tests and are not on PATH"
-		if os.Getenv("GRIP_REQUIRE_EXTERNAL") == "1" {
-			t.Fatal(msg + " (GRIP_REQUIRE_EXTERNAL=1)")
-		}
-		t.Skip(msg + "; install them, or set GRIP_REQUIRE_EXTERNAL=1 to make this a failure")
-	}
-	dir := t.TempDir()
-	entries, err := os.ReadDir(jsgripSrc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, e := range entries {
-		if !e.Type().IsRegular() {
-			continue // node_modules from a manual install, if any
-		}
-		b, err := os.ReadFile(filepath.Join(jsgripSrc, e.Name()))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, e.Name()), b, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	cmd := exec.CommandContext(t.Context(), npm, "ci", "--no-audit", "--no-fund", "--ignore-scripts")
-	cmd.Dir = dir
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("npm ci in a copy of %s: %v\n%s", jsgripSrc, err, out)
-	}
+	node, npm := nodeAndNpm(t, "the @fanoutio/grip interop tests")
+	dir := npmProject(t, npm, jsgripSrc)
 	return &jsgrip{node: node, dir: dir}
 }
 

@@ -52,12 +52,7 @@ func requirePushpin(t *testing.T) {
 	t.Helper()
 	for _, bin := range pushpinBinaries {
 		if _, err := exec.LookPath(bin); err != nil {
-			msg := fmt.Sprintf("Pushpin is not installed (%s not found in PATH); "+
-				"install it with `apt-get install -y pushpin` to run the differential test", bin)
-			if os.Getenv("GRIP_REQUIRE_EXTERNAL") == "1" {
-				t.Fatal(msg + " (GRIP_REQUIRE_EXTERNAL=1)")
-			}
-			t.Skip(msg)
+			missingTool(t, fmt.Sprintf("Pushpin is not installed (%s not found in PATH; apt-get install -y pushpin)", bin))
 		}
 	}
 }
