@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"go.uber.org/zap"
 
+	"github.com/caddy-grip/grip/formats"
 	"github.com/caddy-grip/grip/hub"
 )
 
@@ -47,7 +48,7 @@ func TestAdminAPIShowsHubsAndChannels(t *testing.T) {
 		}
 	}
 	h.Subscribe(hub.NewSubscriber(hub.KindWebSocket), "news/other")
-	if err := h.Publish([]*hub.Item{{Channel: "news/a b", ID: "v1", HTTPStream: &hub.HTTPStream{Content: []byte("x")}}}); err != nil {
+	if err := h.Publish([]*formats.Item{{Channel: "news/a b", ID: "v1", HTTPStream: &formats.HTTPStream{Content: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
 	esc := url.PathEscape(name)

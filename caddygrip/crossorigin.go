@@ -2,12 +2,10 @@ package caddygrip
 
 import (
 	"bufio"
-	"bytes"
 	"io"
 	"net"
 	"net/http"
 	"slices"
-	"strconv"
 	"strings"
 )
 
@@ -244,96 +242,5 @@ func (cw *corsWriter) finish() error {
 		cw.wrote = true
 		cw.cors.apply(cw.ResponseWriter.Header())
 	}
-	return nil
-}
-
-// maxJSONPBody bounds the response buffered for a JSON-P call. Pushpin
-// streams large ones; a larger one here is answered 500.
-const maxJSONPBody = 1 << 20
-
-// jsonpWriter buffers a JSON-P request's whole response, under a header
-// map of its own, for finish to send wrapped in the callback. Flushes are
-// held back and hijacking is refused, so every response takes this path.
-type jsonpWriter struct {
-	w        http.ResponseWriter // the client's
-	call     *jsonpCall
-	header   http.Header
-	status   int         // 0 until the final status is written
-	sent     http.Header // header as of the status
-	body     bytes.Buffer
-	overflow bool
-}
-
-func newJSONPWriter(w http.ResponseWriter, call *jsonpCall) *jsonpWriter {
-	// Headers set before (Server, say) show as they would without JSON-P.
-	return &jsonpWriter{w: w, call: call, header: w.Header().Clone()}
-}
-
-func (j *jsonpWriter) Header() http.Header { return j.header }
-
-// WriteHeader records the final status; 1xx responses are dropped, as the
-// client will get a plain 200.
-func (j *jsonpWriter) WriteHeader(status int) {
-	if j.status != 0 || status < 200 {
-		return
-	}
-	j.status = status
-	j.sent = j.header.Clone()
-}
-
-// Write buffers; past maxJSONPBody it drops the body and never fails, so
-// the handler runs to its end and finish can answer.
-func (j *jsonpWriter) Write(p []byte) (int, error) {
-	if j.status == 0 {
-		j.WriteHeader(http.StatusOK)
-	}
-	if !j.overflow && j.body.Len()+len(p) > maxJSONPBody {
-		j.overflow = true
-		j.body = bytes.Buffer{}
-	}
-	if !j.overflow {
-		j.body.Write(p)
-	}
-	return len(p), nil
-}
-
-// FlushError holds the flush back: nothing goes out before finish.
-func (j *jsonpWriter) FlushError() error { return nil }
-
-// Flush is FlushError for callers that assert http.Flusher.
-func (j *jsonpWriter) Flush() {}
-
-// Hijack is refused, so that a stream hold stays on this writer.
-func (j *jsonpWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	return nil, nil, http.ErrNotSupported
-}
-
-// Unwrap lets http.ResponseController reach deadlines below.
-func (j *jsonpWriter) Unwrap() http.ResponseWriter { return j.w }
-
-// finish sends the buffered response as the JSON-P script: 200,
-// application/javascript, with Cache-Control mirrored. When nothing was
-// written it sends nothing, leaving the handler's error to Caddy.
-func (j *jsonpWriter) finish() error {
-	if j.status == 0 {
-		return nil
-	}
-	h := j.w.Header()
-	if j.overflow {
-		const text = "Upstream response could not be JSON-P encoded.\n"
-		h.Set("Content-Type", "text/plain")
-		h.Set("Content-Length", strconv.Itoa(len(text)))
-		j.w.WriteHeader(http.StatusInternalServerError)
-		_, _ = io.WriteString(j.w, text)
-		return nil
-	}
-	out := j.call.encode(j.status, j.sent, j.body.Bytes())
-	if cc := j.sent.Values("Cache-Control"); len(cc) > 0 {
-		h["Cache-Control"] = slices.Clone(cc)
-	}
-	h.Set("Content-Type", "application/javascript")
-	h.Set("Content-Length", strconv.Itoa(len(out)))
-	j.w.WriteHeader(http.StatusOK)
-	_, _ = j.w.Write(out)
 	return nil
 }

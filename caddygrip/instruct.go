@@ -10,7 +10,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/caddy-grip/grip/hub"
+	"github.com/caddy-grip/grip/formats"
 )
 
 // This file reads the GRIP instructions of an origin response, the Grip-*
@@ -142,15 +142,15 @@ type InstructError struct {
 func (e *InstructError) Error() string { return e.Msg }
 
 // channelTooLong explains why an instruction's channel is refused: a name
-// or prev-id longer than a publish may name (hub.DefaultMaxChannelLen,
-// hub.DefaultMaxIDLen), which no publish could reach and which would be
+// or prev-id longer than a publish may name (formats.DefaultMaxChannelLen,
+// formats.DefaultMaxIDLen), which no publish could reach and which would be
 // kept as a map key; "" when it fits.
 func channelTooLong(c ChannelSpec) string {
 	switch {
-	case len(c.Name) > hub.DefaultMaxChannelLen:
-		return fmt.Sprintf("channel name of %d bytes, more than %d", len(c.Name), hub.DefaultMaxChannelLen)
-	case len(c.PrevID) > hub.DefaultMaxIDLen:
-		return fmt.Sprintf("prev-id of %d bytes, more than %d", len(c.PrevID), hub.DefaultMaxIDLen)
+	case len(c.Name) > formats.DefaultMaxChannelLen:
+		return fmt.Sprintf("channel name of %d bytes, more than %d", len(c.Name), formats.DefaultMaxChannelLen)
+	case len(c.PrevID) > formats.DefaultMaxIDLen:
+		return fmt.Sprintf("prev-id of %d bytes, more than %d", len(c.PrevID), formats.DefaultMaxIDLen)
 	}
 	return ""
 }

@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/caddy-grip/grip/hub"
+	"github.com/caddy-grip/grip/formats"
 )
 
 // TestInstructRefusesChannelsLongerThanAPublishMayName checks that a
@@ -13,9 +13,9 @@ import (
 // instruction error (the hold is refused) in both instruction forms, and
 // that names at the cap are kept.
 func TestInstructRefusesChannelsLongerThanAPublishMayName(t *testing.T) {
-	long := strings.Repeat("c", hub.DefaultMaxChannelLen+1)
-	atCap := strings.Repeat("c", hub.DefaultMaxChannelLen)
-	longID := strings.Repeat("i", hub.DefaultMaxIDLen+1)
+	long := strings.Repeat("c", formats.DefaultMaxChannelLen+1)
+	atCap := strings.Repeat("c", formats.DefaultMaxChannelLen)
+	longID := strings.Repeat("i", formats.DefaultMaxIDLen+1)
 	jsonBody := func(channel, prevID string) string {
 		return `{"hold":{"mode":"stream","channels":[{"name":"` + channel + `","prev-id":"` + prevID + `"}]}}`
 	}

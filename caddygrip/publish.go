@@ -15,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-grip/grip/formats"
 	"github.com/caddy-grip/grip/hub"
 )
 
@@ -179,7 +180,7 @@ func (p *Publish) serve(w http.ResponseWriter, r *http.Request) error {
 		return caddyhttp.Error(http.StatusBadRequest, err)
 	}
 	read := time.Now()
-	items, err := hub.DecodePublishLimits(body, hub.DecodeLimits{MaxChannel: p.MaxChannelLength, MaxID: p.MaxIDLength})
+	items, err := formats.DecodePublishLimits(body, formats.DecodeLimits{MaxChannel: p.MaxChannelLength, MaxID: p.MaxIDLength})
 	if err != nil {
 		p.reject(r, err.Error())
 		writeText(w, http.StatusBadRequest, err.Error()+"\n")
@@ -233,7 +234,7 @@ func (p *Publish) authorized(auth string) bool {
 // overQueue explains why a batch cannot be delivered whole: more items or
 // bytes for one channel than a subscriber's queue holds, which would cut
 // every healthy subscriber of that channel as slow. "" means it fits.
-func overQueue(items []*hub.Item, cfg hub.Config) string {
+func overQueue(items []*formats.Item, cfg hub.Config) string {
 	if len(items) == 1 && items[0].Cost() <= cfg.QueueBytes {
 		return ""
 	}

@@ -7,16 +7,17 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/caddy-grip/grip/formats"
 	"github.com/caddy-grip/grip/hub"
 )
 
 // failingBus refuses every publish with err.
 type failingBus struct{ err error }
 
-func (b failingBus) Publish([]*hub.Item) error { return b.err }
-func (failingBus) Follow(string) error         { return nil }
-func (failingBus) Unfollow(string) error       { return nil }
-func (failingBus) Close() error                { return nil }
+func (b failingBus) Publish([]*formats.Item) error { return b.err }
+func (failingBus) Follow(string) error             { return nil }
+func (failingBus) Unfollow(string) error           { return nil }
+func (failingBus) Close() error                    { return nil }
 
 func TestPublishAnswersWhatTheBusCannotCarry(t *testing.T) {
 	for _, tc := range []struct {

@@ -12,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-grip/grip/formats"
 	"github.com/caddy-grip/grip/hub"
 	"github.com/caddy-grip/grip/wsoverhttp"
 )
@@ -104,7 +105,7 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 		repl = caddy.NewReplacer()
 	}
 	channel := repl.ReplaceKnown(rl.Channel, "")
-	if channel == "" || len(channel) > hub.DefaultMaxChannelLen {
+	if channel == "" || len(channel) > formats.DefaultMaxChannelLen {
 		rl.logger.Warn("grip_relay: no usable channel for the request", zap.String("channel", rl.Channel),
 			zap.Int("length", len(channel)), zap.String("uri", r.RequestURI))
 		writeText(w, http.StatusBadRequest, "no usable channel for this request\n")
@@ -113,7 +114,7 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 	connID := r.Header.Get("Connection-Id")
 
 	var out []wsoverhttp.Event
-	var items []*hub.Item
+	var items []*formats.Item
 	for _, ev := range events {
 		switch ev.Type {
 		case wsoverhttp.Open:
@@ -127,7 +128,7 @@ func (rl *Relay) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.H
 			}
 			out = append(out, controlEvent(sub))
 		case wsoverhttp.Text, wsoverhttp.Binary:
-			it := &hub.Item{Channel: channel, WSMessage: &hub.WSMessage{Action: hub.ActionSend, Type: "text", Content: ev.Content}}
+			it := &formats.Item{Channel: channel, WSMessage: &formats.WSMessage{Action: formats.ActionSend, Type: "text", Content: ev.Content}}
 			if ev.Type == wsoverhttp.Binary {
 				it.WSMessage.Type = "binary"
 			}

@@ -13,6 +13,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/caddy-grip/grip/formats"
 	"github.com/caddy-grip/grip/hub"
 	"github.com/caddy-grip/grip/wsoverhttp"
 )
@@ -292,8 +293,9 @@ func (s *wsSession) onDeliveries() {
 	s.batch = s.sub.Take(s.batch[:0])
 	for _, d := range s.batch {
 		switch f := d.Item.WSMessage; f.Action {
-		case hub.ActionSend:
-			content, ok, err := s.sub.RenderContent(d.Channel, f.ContentFilters, f.Content, nil)
+		case formats.ActionSend:
+			names, meta := s.sub.ContentFilters(d.Channel)
+			content, ok, err := formats.Render(names, meta, f.ContentFilters, f.Content, nil)
 			if !ok {
 				s.g.ref.hub.CountDrop(hub.DropFiltered, 1)
 				if c := s.g.logger.Check(zap.DebugLevel, "message not delivered: content filter"); c != nil {
@@ -302,7 +304,7 @@ func (s *wsSession) onDeliveries() {
 				continue
 			}
 			s.write(messageType(f.Type), content)
-		case hub.ActionClose:
+		case formats.ActionClose:
 			// The origin hears of it as a CLOSE without status, as
 			// from Pushpin; the client's answer ends the session.
 			if !s.closing && !s.closeQueued {
@@ -311,7 +313,7 @@ func (s *wsSession) onDeliveries() {
 				s.pending = append(s.pending, wsoverhttp.Event{Type: wsoverhttp.Close})
 				s.closeQueued = true
 			}
-		case hub.ActionRefresh:
+		case formats.ActionRefresh:
 			s.refresh = true
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 // BenchmarkFanout10k publishes one item to 10,000 stream subscribers on one
@@ -26,8 +28,8 @@ func benchFanout(b *testing.B, subs int, wake time.Duration) {
 		all[i] = NewSubscriber(KindStream)
 		h.Subscribe(all[i], "c")
 	}
-	it := &Item{Channel: "c", HTTPStream: &HTTPStream{Content: []byte("data: hello\n\n")}}
-	items := []*Item{it}
+	it := &formats.Item{Channel: "c", HTTPStream: &formats.HTTPStream{Content: []byte("data: hello\n\n")}}
+	items := []*formats.Item{it}
 	var buf []Delivery
 	b.ReportAllocs()
 	b.ResetTimer()
@@ -67,12 +69,12 @@ func benchPublishSmall(b *testing.B, ttl time.Duration) {
 	for i := range ids {
 		ids[i] = strconv.Itoa(i)
 	}
-	msg := &WSMessage{Type: "text", Content: []byte(`{"n":1}`)}
-	items := make([]Item, b.N)
+	msg := &formats.WSMessage{Type: "text", Content: []byte(`{"n":1}`)}
+	items := make([]formats.Item, b.N)
 	for i := range items {
-		items[i] = Item{Channel: "c", ID: ids[i+1], PrevID: ids[i], WSMessage: msg}
+		items[i] = formats.Item{Channel: "c", ID: ids[i+1], PrevID: ids[i], WSMessage: msg}
 	}
-	one := make([]*Item, 1)
+	one := make([]*formats.Item, 1)
 	var buf []Delivery
 	b.ReportAllocs()
 	b.ResetTimer()

@@ -1,6 +1,10 @@
 package hub
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/caddy-grip/grip/formats"
+)
 
 // ErrItemTooLarge is what a bus's Publish wraps when an item cannot travel
 // on it at all (larger than a NATS server's max_payload), so that the
@@ -14,7 +18,7 @@ var ErrItemTooLarge = errors.New("item too large for the bus")
 type Bus interface {
 	// Publish sends items to every node that follows their channels,
 	// including this one.
-	Publish(items []*Item) error
+	Publish(items []*formats.Item) error
 	// Follow tells the bus this node now has local subscribers on channel.
 	// It must not call the Receiver synchronously (see LOCKS.md); after a
 	// failed Follow the hub retries on the channel's next change.
@@ -37,7 +41,7 @@ type FollowConfirmer interface {
 
 // Receiver is the receive path a bus calls with items arriving for followed
 // channels; normally Hub.Receive.
-type Receiver func(items []*Item)
+type Receiver func(items []*formats.Item)
 
 // NewLocalBus returns the in-memory single-node bus: Publish calls recv
 // directly and synchronously, and following is a no-op.
@@ -45,7 +49,7 @@ func NewLocalBus(recv Receiver) Bus { return &localBus{recv: recv} }
 
 type localBus struct{ recv Receiver }
 
-func (b *localBus) Publish(items []*Item) error {
+func (b *localBus) Publish(items []*formats.Item) error {
 	if b.recv != nil {
 		b.recv(items)
 	}

@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 // fakeBus records what the hub asks of it; it delivers published items to
@@ -16,7 +18,7 @@ type fakeBus struct {
 	loop      bool
 	calls     []string
 	following map[string]bool
-	published []*Item
+	published []*formats.Item
 	closed    int
 	failNext  error
 }
@@ -25,7 +27,7 @@ func newFakeBus(recv Receiver, loop bool) *fakeBus {
 	return &fakeBus{recv: recv, loop: loop, following: map[string]bool{}}
 }
 
-func (b *fakeBus) Publish(items []*Item) error {
+func (b *fakeBus) Publish(items []*formats.Item) error {
 	b.mu.Lock()
 	b.published = append(b.published, items...)
 	loop := b.loop
@@ -179,10 +181,10 @@ func TestFollowStateSettlesUnderChurn(t *testing.T) {
 }
 
 func TestLocalBusCallsItsReceiver(t *testing.T) {
-	var got []*Item
-	b := NewLocalBus(func(items []*Item) { got = append(got, items...) })
+	var got []*formats.Item
+	b := NewLocalBus(func(items []*formats.Item) { got = append(got, items...) })
 	it := item("c", "1", "")
-	if err := b.Publish([]*Item{it}); err != nil {
+	if err := b.Publish([]*formats.Item{it}); err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != 1 || got[0] != it {

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddy-grip/grip/formats"
 	"go.uber.org/zap"
 )
 
@@ -63,7 +64,7 @@ type batch struct {
 	queueFull uint64 // items lost to queue overflows
 	items     int    // items fanned out (the debug line's)
 	slow      []slowEvent
-	keep      []*Item // scratch: the items of a run that were not duplicates
+	keep      []*formats.Item // scratch: the items of a run that were not duplicates
 }
 
 type slowEvent struct {
@@ -113,7 +114,7 @@ func (b *batch) finish() {
 }
 
 // fanoutLocked enqueues it to every subscriber whose kind it carries a format for.
-func (c *channel) fanoutLocked(b *batch, it *Item) {
+func (c *channel) fanoutLocked(b *batch, it *formats.Item) {
 	cost := -1
 	maxItems, maxBytes := b.cfg.QueueItems, b.cfg.QueueBytes
 	wake, round := c.wakeNowLocked(b)

@@ -4,6 +4,8 @@ import (
 	"strconv"
 	"sync"
 	"testing"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 func TestEmptyChannelIsRemovedAndRecreated(t *testing.T) {
@@ -28,7 +30,7 @@ func TestEmptyChannelIsRemovedAndRecreated(t *testing.T) {
 func TestSubscriberOnManyChannelsGetsEach(t *testing.T) {
 	h := New(Config{})
 	s := NewSubscriber(KindWebSocket)
-	var items []*Item
+	var items []*formats.Item
 	var want []string
 	for i := range 300 { // several per shard
 		ch := "ch" + strconv.Itoa(i)
@@ -66,7 +68,7 @@ func TestPublishRacingSubscribeIsAllOrNothingPerBatch(t *testing.T) {
 	}()
 
 	for b := range batches {
-		batch := make([]*Item, per)
+		batch := make([]*formats.Item, per)
 		for i := range batch {
 			batch[i] = item("c", strconv.Itoa(b*per+i), "")
 			batch[i].NoSeq = true

@@ -4,6 +4,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 func TestCountersCountDeliveriesByTransportWithoutUpdateHints(t *testing.T) {
@@ -12,7 +14,7 @@ func TestCountersCountDeliveriesByTransportWithoutUpdateHints(t *testing.T) {
 	for _, s := range []*Subscriber{resp, stream, ws} {
 		h.Subscribe(s, "c")
 	}
-	h.Publish([]*Item{item("c", "1", ""), item("c", "2", "1")})
+	h.Publish([]*formats.Item{item("c", "1", ""), item("c", "2", "1")})
 	h.Update("c") // a hint to the two HTTP subscribers: not a delivery
 	c := h.Counters()
 	want := [NumKinds]uint64{KindResponse: 2, KindStream: 2, KindWebSocket: 2}
@@ -37,12 +39,12 @@ func TestCountersCountDropsByReason(t *testing.T) {
 		{"duplicate", DropDuplicate, 1, func(t *testing.T, h *Hub) {
 			s := NewSubscriber(KindStream)
 			h.Subscribe(s, "c")
-			h.Publish([]*Item{item("c", "1", ""), item("c", "1", "")})
+			h.Publish([]*formats.Item{item("c", "1", ""), item("c", "1", "")})
 		}},
 		{"sequencer overflow: a second item on one prev-id", DropSequencerOverflow, 1, func(t *testing.T, h *Hub) {
 			s := NewSubscriber(KindStream)
 			h.Subscribe(s, "c")
-			h.Publish([]*Item{item("c", "1", ""), item("c", "3", "2"), item("c", "4", "2")})
+			h.Publish([]*formats.Item{item("c", "1", ""), item("c", "3", "2"), item("c", "4", "2")})
 		}},
 		{"filtered, per subscriber", DropFiltered, 2, func(t *testing.T, h *Hub) {
 			for _, user := range []string{"alice", "alice", "bob"} {
@@ -53,21 +55,21 @@ func TestCountersCountDropsByReason(t *testing.T) {
 			}
 			it := item("c", "", "")
 			it.Meta = map[string]string{"sender": "alice"}
-			h.Publish([]*Item{it})
+			h.Publish([]*formats.Item{it})
 		}},
 		{"no format, per subscriber", DropNoFormat, 2, func(t *testing.T, h *Hub) {
 			for _, k := range []Kind{KindWebSocket, KindWebSocket, KindStream} {
 				h.Subscribe(NewSubscriber(k), "c")
 			}
-			h.Publish([]*Item{{Channel: "c", HTTPStream: &HTTPStream{Content: []byte("x")}}})
+			h.Publish([]*formats.Item{{Channel: "c", HTTPStream: &formats.HTTPStream{Content: []byte("x")}}})
 		}},
 		{"queue full: the item and the discarded queue", DropQueueFull, 3, func(t *testing.T, h *Hub) {
 			h.Configure(Config{QueueItems: 2})
 			s := NewSubscriber(KindStream)
 			h.Subscribe(s, "c")
-			h.Publish([]*Item{item("c", "1", "")})
-			h.Publish([]*Item{item("c", "2", "")})
-			h.Publish([]*Item{item("c", "3", "")}) // over 2: 1, 2 and 3 are lost
+			h.Publish([]*formats.Item{item("c", "1", "")})
+			h.Publish([]*formats.Item{item("c", "2", "")})
+			h.Publish([]*formats.Item{item("c", "3", "")}) // over 2: 1, 2 and 3 are lost
 			if s.Reason() != ReasonSlow {
 				t.Fatalf("reason %v, want slow", s.Reason())
 			}

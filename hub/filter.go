@@ -1,11 +1,15 @@
 package hub
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/caddy-grip/grip/formats"
+)
 
 // Filter names a subscriber may ask for on a channel. The three below only
 // decide whether an item is delivered; unknown names are ignored here.
 // Pushpin's content-rewriting filters (var-subst, build-id) are applied
-// at rendering, in contentfilter.go.
+// at rendering, by formats.Render.
 const (
 	FilterSkipSelf   = "skip-self"   // drop items whose meta "sender" is the subscriber's "user"
 	FilterSkipUsers  = "skip-users"  // drop items whose meta "skip_users" lists the subscriber's "user"
@@ -64,7 +68,7 @@ func (s *Subscriber) filtersLocked() *subFilters {
 
 // filteredOut reports whether the subscriber's filters on channel drop it.
 // It runs in fan-out, under the channel lock.
-func (s *Subscriber) filteredOut(channel string, it *Item) bool {
+func (s *Subscriber) filteredOut(channel string, it *formats.Item) bool {
 	f := s.filt.Load()
 	if f == nil {
 		return false

@@ -1,6 +1,10 @@
 package hub
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/caddy-grip/grip/formats"
+)
 
 func TestFiltersDropByMeta(t *testing.T) {
 	cases := []struct {
@@ -33,7 +37,7 @@ func TestFiltersDropByMeta(t *testing.T) {
 			}
 			it := item("c", "", "")
 			it.Meta = tc.itMeta
-			h.Publish([]*Item{it})
+			h.Publish([]*formats.Item{it})
 			if got := len(s.Take(nil)) == 1; got != tc.want {
 				t.Fatalf("delivered = %v, want %v", got, tc.want)
 			}
@@ -51,7 +55,7 @@ func TestFiltersApplyPerChannel(t *testing.T) {
 	for _, ch := range []string{"filtered", "open"} {
 		it := item(ch, "", "")
 		it.Meta = map[string]string{"sender": "alice"}
-		h.Publish([]*Item{it})
+		h.Publish([]*formats.Item{it})
 	}
 	got := s.Take(nil)
 	if len(got) != 1 || got[0].Channel != "open" {

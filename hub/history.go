@@ -6,6 +6,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 // HistoryConfig keeps the last items of matching channels, so that a client
@@ -102,7 +104,7 @@ type ring struct {
 }
 
 type historyEntry struct {
-	it   *Item
+	it   *formats.Item
 	at   time.Time
 	cost int
 }
@@ -118,7 +120,7 @@ func newHistory() *history {
 func (hs *history) shard(hash uint64) *historyShard { return &hs.shards[hash%historyShards] }
 
 // appendLocked keeps it on its channel; the caller holds sh.mu.
-func (hs *history) appendLocked(sh *historyShard, cfg *HistoryConfig, it *Item, now time.Time) {
+func (hs *history) appendLocked(sh *historyShard, cfg *HistoryConfig, it *formats.Item, now time.Time) {
 	r := sh.rings[it.Channel]
 	if r == nil {
 		r = &ring{name: it.Channel, bytes: len(it.Channel) + historyChannelOverhead}
@@ -183,7 +185,7 @@ func (hs *history) removeRing(sh *historyShard, r *ring) {
 
 // afterLocked returns the items kept after the newest one whose id is
 // prevID, oldest first, and whether prevID was found among the live ones.
-func (hs *history) afterLocked(sh *historyShard, cfg *HistoryConfig, channel, prevID string, now time.Time) ([]*Item, bool) {
+func (hs *history) afterLocked(sh *historyShard, cfg *HistoryConfig, channel, prevID string, now time.Time) ([]*formats.Item, bool) {
 	r := sh.rings[channel]
 	if r == nil || prevID == "" {
 		return nil, false
@@ -196,7 +198,7 @@ func (hs *history) afterLocked(sh *historyShard, cfg *HistoryConfig, channel, pr
 		if e.it.ID != prevID {
 			continue
 		}
-		out := make([]*Item, 0, len(r.entries)-i-1)
+		out := make([]*formats.Item, 0, len(r.entries)-i-1)
 		for _, later := range r.entries[i+1:] {
 			out = append(out, later.it)
 		}
@@ -269,7 +271,7 @@ func (h *Hub) HasHistory(channel string) bool { return h.config().History.enable
 // appendHistory stores it if its channel keeps history under cfg. Callers
 // hold the channel's lock (delivery order); receiveRun holds the shard's
 // own lock instead for a channel with no subscribers here (see there).
-func (h *Hub) appendHistory(cfg *HistoryConfig, hash uint64, it *Item) {
+func (h *Hub) appendHistory(cfg *HistoryConfig, hash uint64, it *formats.Item) {
 	if !cfg.enabled(it.Channel) {
 		return
 	}

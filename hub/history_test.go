@@ -9,6 +9,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 func historyHub(hc HistoryConfig) *Hub {
@@ -27,7 +29,7 @@ func itemIDs(s *Subscriber) []string {
 func publishIDs(t *testing.T, h *Hub, ch string, ids ...string) {
 	t.Helper()
 	for _, id := range ids {
-		if err := h.Publish([]*Item{item(ch, id, "")}); err != nil {
+		if err := h.Publish([]*formats.Item{item(ch, id, "")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -145,7 +147,7 @@ func TestHistoryReplaysOnlyTheSubscribersFormat(t *testing.T) {
 	h := historyHub(HistoryConfig{Size: 10})
 	defer h.Close()
 	publishIDs(t, h, "c", "1")
-	if err := h.Publish([]*Item{{Channel: "c", ID: "ws", WSMessage: &WSMessage{Content: []byte("x")}}, item("c", "3", "")}); err != nil {
+	if err := h.Publish([]*formats.Item{{Channel: "c", ID: "ws", WSMessage: &formats.WSMessage{Content: []byte("x")}}, item("c", "3", "")}); err != nil {
 		t.Fatal(err)
 	}
 	s := NewSubscriber(KindResponse)
@@ -174,7 +176,7 @@ func TestHistoryCatchUpRacingAPublisherHasNoGapAndNoDuplicate(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := before + 1; i <= total; i++ {
-				if err := h.Publish([]*Item{item(ch, strconv.Itoa(i), "")}); err != nil {
+				if err := h.Publish([]*formats.Item{item(ch, strconv.Itoa(i), "")}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -226,7 +228,7 @@ func BenchmarkHistoryMemory10kChannels100Items(b *testing.B) {
 		for c := range 10000 {
 			ch := "ch" + strconv.Itoa(c)
 			for i := range 100 {
-				_ = h.Publish([]*Item{{Channel: ch, ID: strconv.Itoa(i), HTTPStream: &HTTPStream{Content: content}}})
+				_ = h.Publish([]*formats.Item{{Channel: ch, ID: strconv.Itoa(i), HTTPStream: &formats.HTTPStream{Content: content}}})
 			}
 		}
 		runtime.GC()

@@ -1,3 +1,7 @@
+// Package hub holds GRIP channels and their subscribers: it sequences and
+// de-duplicates published items (formats.Item) and fans each one out to
+// every subscriber without ever waiting on a slow one. It imports nothing
+// from Caddy, so that another server could embed it.
 package hub
 
 import (
@@ -6,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/caddy-grip/grip/formats"
 	"go.uber.org/zap"
 )
 
@@ -303,9 +308,9 @@ func (h *Hub) subscribeWith(s *Subscriber, channel string, during func(*channel)
 
 // updateItem is the hint Update delivers: it asks response holds to
 // re-request the origin and stream holds to fetch their next link.
-var updateItem = Item{
-	HTTPResponse: &HTTPResponse{Action: ActionHint},
-	HTTPStream:   &HTTPStream{Action: ActionHint},
+var updateItem = formats.Item{
+	HTTPResponse: &formats.HTTPResponse{Action: formats.ActionHint},
+	HTTPStream:   &formats.HTTPStream{Action: formats.ActionHint},
 }
 
 // Update hints every HTTP subscriber of channel on this node, as a publish
@@ -385,7 +390,7 @@ func (h *Hub) UnsubscribeAll(s *Subscriber) {
 // subscribers or held by the sequencer; it never blocks on a subscriber.
 // Nil items are skipped. It returns the bus's error, such as a NATS bus
 // being disconnected, so that the publisher can be told to retry.
-func (h *Hub) Publish(items []*Item) error {
+func (h *Hub) Publish(items []*formats.Item) error {
 	n := 0
 	for _, it := range items {
 		if it != nil {
@@ -407,7 +412,7 @@ func (h *Hub) Publish(items []*Item) error {
 // arriving for this node: per item de-dup, then the sequencer, then fan-out.
 // Consecutive items on one channel are handled under one lock, so a racing
 // Subscribe gets all of them or a suffix, never a gap.
-func (h *Hub) Receive(items []*Item) {
+func (h *Hub) Receive(items []*formats.Item) {
 	b := batch{h: h, cfg: h.config(), now: time.Now()}
 	for i := 0; i < len(items); {
 		if items[i] == nil {
@@ -430,7 +435,7 @@ func (h *Hub) Receive(items []*Item) {
 // tests use it to subscribe at exactly that moment.
 var testHookNoChannel func(channel string)
 
-func (h *Hub) receiveRun(b *batch, name string, run []*Item) {
+func (h *Hub) receiveRun(b *batch, name string, run []*formats.Item) {
 	hash := h.hash(name)
 	// De-duplicate and record the last published id before looking the
 	// channel up: a holder that subscribes after the lookup, and so misses

@@ -10,18 +10,20 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 // item makes an item on ch carrying all three formats, with content = id.
-func item(ch, id, prev string) *Item {
+func item(ch, id, prev string) *formats.Item {
 	body := []byte(id)
-	return &Item{
+	return &formats.Item{
 		Channel:      ch,
 		ID:           id,
 		PrevID:       prev,
-		HTTPResponse: &HTTPResponse{Body: body},
-		HTTPStream:   &HTTPStream{Content: body},
-		WSMessage:    &WSMessage{Type: "text", Content: body},
+		HTTPResponse: &formats.HTTPResponse{Body: body},
+		HTTPStream:   &formats.HTTPStream{Content: body},
+		WSMessage:    &formats.WSMessage{Type: "text", Content: body},
 	}
 }
 
@@ -78,9 +80,9 @@ func TestDeliveriesComeOutInPublishOrder(t *testing.T) {
 	h.Subscribe(s, "a")
 	h.Subscribe(s, "b")
 
-	h.Publish([]*Item{item("a", "a1", ""), item("b", "b1", ""), item("a", "a2", "a1")})
-	h.Publish([]*Item{item("b", "b2", "b1")})
-	h.Publish([]*Item{item("a", "a3", "a2"), item("a", "a4", "a3")})
+	h.Publish([]*formats.Item{item("a", "a1", ""), item("b", "b1", ""), item("a", "a2", "a1")})
+	h.Publish([]*formats.Item{item("b", "b2", "b1")})
+	h.Publish([]*formats.Item{item("a", "a3", "a2"), item("a", "a4", "a3")})
 
 	wantIDs(t, "deliveries", taken(s), "a:a1", "b:b1", "a:a2", "b:b2", "a:a3", "a:a4")
 	wantIDs(t, "after Take", taken(s))
@@ -90,15 +92,15 @@ func TestEachKindReceivesOnlyItsFormat(t *testing.T) {
 	body := []byte("x")
 	cases := []struct {
 		name string
-		it   *Item
+		it   *formats.Item
 		want map[Kind]bool
 	}{
-		{"response only", &Item{HTTPResponse: &HTTPResponse{Body: body}}, map[Kind]bool{KindResponse: true}},
-		{"stream only", &Item{HTTPStream: &HTTPStream{Content: body}}, map[Kind]bool{KindStream: true}},
-		{"ws only", &Item{WSMessage: &WSMessage{Content: body}}, map[Kind]bool{KindWebSocket: true}},
-		{"stream and ws", &Item{HTTPStream: &HTTPStream{}, WSMessage: &WSMessage{}}, map[Kind]bool{KindStream: true, KindWebSocket: true}},
+		{"response only", &formats.Item{HTTPResponse: &formats.HTTPResponse{Body: body}}, map[Kind]bool{KindResponse: true}},
+		{"stream only", &formats.Item{HTTPStream: &formats.HTTPStream{Content: body}}, map[Kind]bool{KindStream: true}},
+		{"ws only", &formats.Item{WSMessage: &formats.WSMessage{Content: body}}, map[Kind]bool{KindWebSocket: true}},
+		{"stream and ws", &formats.Item{HTTPStream: &formats.HTTPStream{}, WSMessage: &formats.WSMessage{}}, map[Kind]bool{KindStream: true, KindWebSocket: true}},
 		{"all", item("", "", ""), map[Kind]bool{KindResponse: true, KindStream: true, KindWebSocket: true}},
-		{"none", &Item{}, map[Kind]bool{}},
+		{"none", &formats.Item{}, map[Kind]bool{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -109,7 +111,7 @@ func TestEachKindReceivesOnlyItsFormat(t *testing.T) {
 				h.Subscribe(subs[k], "c")
 			}
 			tc.it.Channel = "c"
-			h.Publish([]*Item{tc.it})
+			h.Publish([]*formats.Item{tc.it})
 			for k, s := range subs {
 				got := s.Take(nil)
 				if (len(got) == 1) != tc.want[k] || len(got) > 1 {
@@ -127,7 +129,7 @@ func TestInvalidKindIsNeverSubscribed(t *testing.T) {
 	h := New(Config{})
 	s := NewSubscriber(Kind(9))
 	h.Subscribe(s, "c")
-	h.Publish([]*Item{item("c", "1", "")})
+	h.Publish([]*formats.Item{item("c", "1", "")})
 	if got := s.Channels(); len(got) != 0 {
 		t.Fatalf("channels = %q, want none", got)
 	}
@@ -152,7 +154,7 @@ func TestDrainAndCloseEndSubscribersWithTheirReason(t *testing.T) {
 			h.Subscribe(a, "x")
 			h.Subscribe(a, "y")
 			h.Subscribe(b, "y")
-			h.Publish([]*Item{item("x", "1", "")})
+			h.Publish([]*formats.Item{item("x", "1", "")})
 
 			tc.end(h)
 
@@ -203,7 +205,7 @@ func TestStatsCountChannelsSubscribersAndDeliveries(t *testing.T) {
 	h.Subscribe(a, "y")
 	h.Subscribe(b, "y")
 	h.Subscribe(b, "y") // idempotent
-	h.Publish([]*Item{item("y", "1", ""), item("nobody", "2", "")})
+	h.Publish([]*formats.Item{item("y", "1", ""), item("nobody", "2", "")})
 
 	want := Stats{Channels: 2, Subscribers: 2, Published: 2, Delivered: 2,
 		DedupEntries: 2, LastIDEntries: 2, LastIDBytes: lastIDCost("y", "1") + lastIDCost("nobody", "2")}
@@ -293,7 +295,7 @@ func TestConcurrentChurnLosesNothingForSteadySubscribers(t *testing.T) {
 	prev := ""
 	for i := range items {
 		id := strconv.Itoa(i)
-		h.Publish([]*Item{item("c", id, prev)})
+		h.Publish([]*formats.Item{item("c", id, prev)})
 		prev = id
 	}
 	readers.Wait()
@@ -337,7 +339,7 @@ func TestConfigureWhilePublishingKeepsDelivering(t *testing.T) {
 	prev := ""
 	for i := range n {
 		id := strconv.Itoa(i)
-		h.Publish([]*Item{item("c", id, prev)})
+		h.Publish([]*formats.Item{item("c", id, prev)})
 		prev = id
 	}
 	close(stop)
@@ -355,7 +357,7 @@ func TestConfigureWhilePublishingKeepsDelivering(t *testing.T) {
 
 	// The last configuration is the one in force.
 	h.Configure(Config{QueueItems: 1})
-	h.Publish([]*Item{item("c", "x", ""), item("c", "y", "x")})
+	h.Publish([]*formats.Item{item("c", "x", ""), item("c", "y", "x")})
 	if s.Reason() != ReasonSlow {
 		t.Fatalf("reason = %v after exceeding QueueItems 1, want slow", s.Reason())
 	}

@@ -3,6 +3,8 @@ package hub
 import (
 	"fmt"
 	"testing"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 func TestChannelsListsTheLargestFirstWithinTheLimit(t *testing.T) {
@@ -17,7 +19,7 @@ func TestChannelsListsTheLargestFirstWithinTheLimit(t *testing.T) {
 		h.Subscribe(NewSubscriber(KindResponse), name)
 	}
 	h.Subscribe(NewSubscriber(KindWebSocket), "other")
-	if err := h.Publish([]*Item{{Channel: "c20", ID: "last", HTTPStream: &HTTPStream{Content: []byte("x")}}}); err != nil {
+	if err := h.Publish([]*formats.Item{{Channel: "c20", ID: "last", HTTPStream: &formats.HTTPStream{Content: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
 	top, matched := h.Channels("c", 3)
@@ -44,7 +46,7 @@ func TestChannelIsFoundBySubscribersOrLastID(t *testing.T) {
 	h := New(Config{WakeInterval: -1})
 	defer h.Close()
 	h.Subscribe(NewSubscriber(KindStream), "live")
-	if err := h.Publish([]*Item{{Channel: "gone", ID: "v9", HTTPStream: &HTTPStream{Content: []byte("x")}}}); err != nil {
+	if err := h.Publish([]*formats.Item{{Channel: "gone", ID: "v9", HTTPStream: &formats.HTTPStream{Content: []byte("x")}}}); err != nil {
 		t.Fatal(err)
 	}
 	if c, ok := h.Channel("live"); !ok || c.Stream != 1 || c.LastIDKnown {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 func TestLastPublishedIDIsKeptWithoutSubscribers(t *testing.T) {
@@ -11,17 +13,17 @@ func TestLastPublishedIDIsKeptWithoutSubscribers(t *testing.T) {
 	if _, ok := h.LastPublishedID("c"); ok {
 		t.Fatal("known before any publish")
 	}
-	h.Publish([]*Item{item("c", "1", ""), item("c", "2", "1")})
+	h.Publish([]*formats.Item{item("c", "1", ""), item("c", "2", "1")})
 	if id, ok := h.LastPublishedID("c"); !ok || id != "2" {
 		t.Fatalf("got %q %v, want 2", id, ok)
 	}
 	// A duplicate does not move it back.
-	h.Publish([]*Item{item("c", "1", "")})
+	h.Publish([]*formats.Item{item("c", "1", "")})
 	if id, _ := h.LastPublishedID("c"); id != "2" {
 		t.Fatalf("after duplicate: %q", id)
 	}
 	// An item without an id makes it unknown.
-	h.Publish([]*Item{item("c", "", "")})
+	h.Publish([]*formats.Item{item("c", "", "")})
 	if _, ok := h.LastPublishedID("c"); ok {
 		t.Fatal("still known after an item without id")
 	}
@@ -59,7 +61,7 @@ func TestSubscribeRightAfterAPublishFoundNoChannelSeesItsID(t *testing.T) {
 		h.UnsubscribeAll(s)
 	}
 	defer func() { testHookNoChannel = nil }()
-	h.Publish([]*Item{item("late", "7", "")})
+	h.Publish([]*formats.Item{item("late", "7", "")})
 	if seen != "7" {
 		t.Fatalf("a holder subscribing as the publish found no channel saw last id %q, want 7", seen)
 	}
@@ -71,7 +73,7 @@ func TestLastIDStoreKeepsLongChannelNamesWithinItsByteBudget(t *testing.T) {
 	name := strings.Repeat("n", 990_000)
 	for i := range 300 {
 		ch := fmt.Sprint(name, i)
-		h.Publish([]*Item{item(ch, "x", "")})
+		h.Publish([]*formats.Item{item(ch, "x", "")})
 		if st := h.Stats(); st.LastIDBytes > budget {
 			t.Fatalf("after %d publishes the last-id store holds %d bytes, budget %d", i+1, st.LastIDBytes, budget)
 		}

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 const testWake = 10 * time.Millisecond
@@ -99,7 +101,7 @@ func TestUpdateWakesAtOnceWithHeldDeliveries(t *testing.T) {
 			t.Fatal("Update did not wake at once")
 		}
 		got := s.Take(nil)
-		if len(got) != 2 || got[0].Item.ID != "2" || got[1].Item.HTTPStream.Action != ActionHint {
+		if len(got) != 2 || got[0].Item.ID != "2" || got[1].Item.HTTPStream.Action != formats.ActionHint {
 			t.Fatalf("deliveries %q, want c:2 then the hint", ids(got))
 		}
 	})

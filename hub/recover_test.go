@@ -5,6 +5,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 func TestMissedUpdatesChannelsPacedAndOnce(t *testing.T) {
@@ -44,7 +46,7 @@ func TestMissedUpdatesChannelsPacedAndOnce(t *testing.T) {
 		time.Sleep(2 * recoverTick)
 		synctest.Wait()
 		for i, s := range subs {
-			if got := s.Take(nil); len(got) != 1 || got[0].Item.HTTPResponse.Action != ActionHint {
+			if got := s.Take(nil); len(got) != 1 || got[0].Item.HTTPResponse.Action != formats.ActionHint {
 				t.Fatalf("channel %d got %d deliveries, want one hint", i, len(got))
 			}
 		}

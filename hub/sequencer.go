@@ -2,9 +2,11 @@ package hub
 
 import (
 	"cmp"
-	"go.uber.org/zap"
 	"slices"
 	"time"
+
+	"github.com/caddy-grip/grip/formats"
+	"go.uber.org/zap"
 )
 
 // sequencer is a channel's id/prev-id state (Pushpin's Sequencer and
@@ -25,14 +27,14 @@ type sequencer struct {
 }
 
 type heldItem struct {
-	item     *Item
+	item     *formats.Item
 	deadline time.Time
 	arrival  uint64
 }
 
 // receiveLocked runs one de-duplicated item through the sequencer and, when
 // it is in order, fans it out.
-func (c *channel) receiveLocked(b *batch, it *Item) {
+func (c *channel) receiveLocked(b *batch, it *formats.Item) {
 	if c.countLocked() == 0 {
 		// Nobody here: nothing to deliver, and (as in Pushpin) nothing to
 		// sequence, so no last id is set; the history keeps it.
@@ -54,7 +56,7 @@ func (c *channel) receiveLocked(b *batch, it *Item) {
 
 // holdLocked keeps an out-of-order item until its predecessor is delivered
 // or MessageWait passes.
-func (c *channel) holdLocked(b *batch, it *Item) {
+func (c *channel) holdLocked(b *batch, it *formats.Item) {
 	q := &c.seq
 	cost := it.Cost()
 	if _, dup := q.pending[it.PrevID]; dup || len(q.pending) >= b.cfg.SequencerMax || q.bytes+cost > b.cfg.SequencerBytes {
@@ -82,7 +84,7 @@ func (c *channel) holdLocked(b *batch, it *Item) {
 
 // sendLocked delivers it, records its id as the channel's last id, and then
 // releases the chain of held items that follow it.
-func (c *channel) sendLocked(b *batch, it *Item) {
+func (c *channel) sendLocked(b *batch, it *formats.Item) {
 	q := &c.seq
 	q.setLast(it)
 	c.h.appendHistory(&b.cfg.History, c.hash, it)
@@ -115,7 +117,7 @@ func (q *sequencer) release(h *Hub, hi *heldItem) {
 
 // setLast records the id of the item just delivered; an item without one
 // makes the last id unknown.
-func (q *sequencer) setLast(it *Item) {
+func (q *sequencer) setLast(it *formats.Item) {
 	q.lastID, q.lastKnown = it.ID, it.ID != ""
 }
 

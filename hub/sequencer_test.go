@@ -5,6 +5,8 @@ import (
 	"testing"
 	"testing/synctest"
 	"time"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 // seqHub returns a hub with one stream subscriber on "c" that has already
@@ -15,7 +17,7 @@ func seqHub(t *testing.T, cfg Config) (*Hub, *Subscriber) {
 	h := New(cfg)
 	s := NewSubscriber(KindStream)
 	h.Subscribe(s, "c")
-	h.Publish([]*Item{item("c", "1", "")})
+	h.Publish([]*formats.Item{item("c", "1", "")})
 	wantIDs(t, "setup", taken(s), "c:1")
 	wantLast(t, h, "1", true)
 	return h, s
@@ -28,7 +30,7 @@ func wantLast(t *testing.T, h *Hub, id string, known bool) {
 	}
 }
 
-func publish(h *Hub, items ...*Item) { h.Publish(items) }
+func publish(h *Hub, items ...*formats.Item) { h.Publish(items) }
 
 func TestSequencerHoldsOutOfOrderItemUntilPredecessor(t *testing.T) {
 	h, s := seqHub(t, Config{})
@@ -206,7 +208,7 @@ func TestSequencerDropsHeldItemsPastItsByteCap(t *testing.T) {
 	h, s := seqHub(t, Config{SequencerBytes: 3 << 20, QueueBytes: 8 << 20})
 	publish(h, item("c", "0", ""))
 	wantIDs(t, "first", taken(s), "c:0")
-	big := func(id, prev string) *Item {
+	big := func(id, prev string) *formats.Item {
 		it := item("c", id, prev)
 		it.HTTPStream.Content = make([]byte, 1<<20)
 		return it

@@ -3,6 +3,8 @@ package hub
 import (
 	"sync"
 	"sync/atomic"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 // Kind is the transport of a subscriber; it selects which format of a
@@ -39,7 +41,7 @@ func (k Kind) String() string {
 func (k Kind) valid() bool { return k >= KindResponse && k <= KindWebSocket }
 
 // carries reports whether it has the format that subscribers of kind k receive.
-func (k Kind) carries(it *Item) bool {
+func (k Kind) carries(it *formats.Item) bool {
 	switch k {
 	case KindResponse:
 		return it.HTTPResponse != nil
@@ -85,7 +87,7 @@ func (r CloseReason) String() string {
 // Delivery is one item queued for one subscriber, with the channel it came on.
 type Delivery struct {
 	Channel string
-	Item    *Item
+	Item    *formats.Item
 }
 
 // Subscriber is one held connection as the hub sees it: a bounded queue of
@@ -200,7 +202,7 @@ const (
 // with ReasonSlow instead, and lost is the items that did not reach it:
 // this one and the discarded queue. A single item into an empty queue is
 // always accepted, so one large item never counts as slowness.
-func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes int, wake bool, r *wakeRound) (res enqueueResult, lost int) {
+func (s *Subscriber) enqueue(channel string, it *formats.Item, cost, maxItems, maxBytes int, wake bool, r *wakeRound) (res enqueueResult, lost int) {
 	s.mu.Lock()
 	if s.ended {
 		s.mu.Unlock()

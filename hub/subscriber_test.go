@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"testing"
 
+	"github.com/caddy-grip/grip/formats"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -18,10 +19,10 @@ func TestReadySignalsWhenDeliveriesBecomePending(t *testing.T) {
 		t.Fatal("Ready signalled with nothing pending")
 	default:
 	}
-	h.Publish([]*Item{item("c", "1", ""), item("c", "2", "1")})
+	h.Publish([]*formats.Item{item("c", "1", ""), item("c", "2", "1")})
 	<-s.Ready()
 	wantIDs(t, "first batch", taken(s), "c:1", "c:2")
-	h.Publish([]*Item{item("c", "3", "2")})
+	h.Publish([]*formats.Item{item("c", "3", "2")})
 	<-s.Ready()
 	wantIDs(t, "second batch", taken(s), "c:3")
 }
@@ -50,7 +51,7 @@ func TestSlowSubscriberIsDisconnectedAndOthersUnaffected(t *testing.T) {
 			for i := range tc.n {
 				it := item("c", string(rune('a'+i)), "")
 				it.HTTPStream.Content, it.WSMessage.Content = big, big
-				h.Publish([]*Item{it})
+				h.Publish([]*formats.Item{it})
 				want = append(want, "c:"+it.ID)
 				wantIDs(t, "fast subscriber", taken(fast), want[len(want)-1])
 			}
@@ -63,7 +64,7 @@ func TestSlowSubscriberIsDisconnectedAndOthersUnaffected(t *testing.T) {
 			}
 			wantIDs(t, "slow subscriber queue after disconnect", taken(slow))
 
-			h.Publish([]*Item{item("c", "later", ""), item("d", "later", "")})
+			h.Publish([]*formats.Item{item("c", "later", ""), item("d", "later", "")})
 			wantIDs(t, "slow subscriber after disconnect", taken(slow))
 			wantIDs(t, "fast subscriber after disconnect", taken(fast), "c:later")
 			if isClosed(fast) {
@@ -92,7 +93,7 @@ func TestLoneLargeItemIsNotSlowness(t *testing.T) {
 	h.Subscribe(s, "c")
 	it := item("c", "1", "")
 	it.HTTPStream.Content = bytes.Repeat([]byte("x"), 500)
-	h.Publish([]*Item{it})
+	h.Publish([]*formats.Item{it})
 	if isClosed(s) {
 		t.Fatal("a single item over QueueBytes into an empty queue closed the subscriber")
 	}

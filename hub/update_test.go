@@ -1,6 +1,10 @@
 package hub
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/caddy-grip/grip/formats"
+)
 
 func TestSubscribeReportsTheChannelsFirstSubscriber(t *testing.T) {
 	h := New(Config{})
@@ -34,7 +38,7 @@ func TestUpdateHintsHTTPSubscribersOnlyWithoutTouchingIDs(t *testing.T) {
 		h.Subscribe(s, "c")
 	}
 	h.Subscribe(other, "d")
-	h.Publish([]*Item{item("c", "1", "")})
+	h.Publish([]*formats.Item{item("c", "1", "")})
 	for _, s := range []*Subscriber{resp, stream, ws} {
 		s.Take(nil)
 	}
@@ -45,16 +49,16 @@ func TestUpdateHintsHTTPSubscribersOnlyWithoutTouchingIDs(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		s    *Subscriber
-		want Action
+		want formats.Action
 	}{
-		{"response", resp, ActionHint},
-		{"stream", stream, ActionHint},
+		{"response", resp, formats.ActionHint},
+		{"stream", stream, formats.ActionHint},
 	} {
 		ds := tc.s.Take(nil)
 		if len(ds) != 1 || ds[0].Channel != "c" {
 			t.Fatalf("%s: got %d deliveries, want one hint on c", tc.name, len(ds))
 		}
-		var got Action
+		var got formats.Action
 		if f := ds[0].Item.HTTPResponse; tc.s.Kind() == KindResponse {
 			got = f.Action
 		} else {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/caddy-grip/grip/formats"
 	"github.com/caddy-grip/grip/hub"
 )
 
@@ -222,7 +223,7 @@ func IDsSubject(prefix string) string { return prefix + ".ids" }
 // follow them, and returns once the server has them all, so that an
 // accepted publish is not lost in a buffer when the connection drops. It
 // fails at once while NATS is unreachable.
-func (b *Bus) Publish(items []*hub.Item) error {
+func (b *Bus) Publish(items []*formats.Item) error {
 	if !b.nc.IsConnected() {
 		return ErrDisconnected
 	}
@@ -272,7 +273,7 @@ func (b *Bus) Publish(items []*hub.Item) error {
 
 // publishIDs announces each item's channel and id, as JSON pairs, in
 // messages of at most about maxIDsPayload bytes.
-func (b *Bus) publishIDs(items []*hub.Item) error {
+func (b *Bus) publishIDs(items []*formats.Item) error {
 	var pairs [][2]string
 	size := 0
 	send := func() error {
@@ -498,7 +499,7 @@ func (b *Bus) signalMissed(always bool) bool {
 func (b *Bus) deliver(ch chan *nats.Msg) {
 	defer b.wg.Done()
 	const maxBatch = 64
-	batch := make([]*hub.Item, 0, maxBatch)
+	batch := make([]*formats.Item, 0, maxBatch)
 	for {
 		var m *nats.Msg
 		select {
@@ -523,14 +524,14 @@ func (b *Bus) deliver(ch chan *nats.Msg) {
 	}
 }
 
-func (b *Bus) decode(m *nats.Msg) []*hub.Item {
-	it := new(hub.Item)
+func (b *Bus) decode(m *nats.Msg) []*formats.Item {
+	it := new(formats.Item)
 	if err := json.Unmarshal(m.Data, it); err != nil || m.Subject != Subject(b.prefix, it.Channel) {
 		b.invalid.Add(1)
 		return nil
 	}
 	b.in.Add(1)
-	return []*hub.Item{it}
+	return []*formats.Item{it}
 }
 
 var (

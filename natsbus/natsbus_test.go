@@ -16,6 +16,7 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 
+	"github.com/caddy-grip/grip/formats"
 	"github.com/caddy-grip/grip/hub"
 )
 
@@ -83,8 +84,8 @@ func (n *node) subscribe(t *testing.T, channel string) *hub.Subscriber {
 	return s
 }
 
-func streamItem(channel, id, content string) *hub.Item {
-	return &hub.Item{Channel: channel, ID: id, HTTPStream: &hub.HTTPStream{Action: hub.ActionSend, Content: []byte(content)}}
+func streamItem(channel, id, content string) *formats.Item {
+	return &formats.Item{Channel: channel, ID: id, HTTPStream: &formats.HTTPStream{Action: formats.ActionSend, Content: []byte(content)}}
 }
 
 // collect takes deliveries from s until it has want of them.
@@ -131,7 +132,7 @@ func TestPublishOnOneNodeReachesSubscribersOnOthersInOrder(t *testing.T) {
 		sb, sc := b.subscribe(t, ch), c.subscribe(t, ch)
 		const n = 1000
 		for i := range n {
-			if err := a.h.Publish([]*hub.Item{streamItem(ch, strconv.Itoa(i), strconv.Itoa(i))}); err != nil {
+			if err := a.h.Publish([]*formats.Item{streamItem(ch, strconv.Itoa(i), strconv.Itoa(i))}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -163,15 +164,15 @@ func TestSameIDPublishedOnTwoNodesIsDeliveredOnce(t *testing.T) {
 	sub := c.subscribe(t, "ch")
 	for i := range 10 {
 		id := strconv.Itoa(i)
-		if err := a.h.Publish([]*hub.Item{streamItem("ch", id, id)}); err != nil {
+		if err := a.h.Publish([]*formats.Item{streamItem("ch", id, id)}); err != nil {
 			t.Fatal(err)
 		}
-		if err := b.h.Publish([]*hub.Item{streamItem("ch", id, id)}); err != nil {
+		if err := b.h.Publish([]*formats.Item{streamItem("ch", id, id)}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A marker after the copies: once it arrives, every copy has been seen.
-	if err := a.h.Publish([]*hub.Item{streamItem("ch", "end", "end")}); err != nil {
+	if err := a.h.Publish([]*formats.Item{streamItem("ch", "end", "end")}); err != nil {
 		t.Fatal(err)
 	}
 	var got []hub.Delivery
@@ -195,11 +196,11 @@ func TestAllFormatsSurviveTheWire(t *testing.T) {
 	if err := b.bus.Flush(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	it := &hub.Item{Channel: "ch", ID: "1", PrevID: "0", Meta: map[string]string{"sender": "x"},
-		HTTPResponse: &hub.HTTPResponse{Code: 201, Headers: []hub.Header{{Name: "A", Value: "1"}, {Name: "A", Value: "2"}}, Body: []byte{0, 1, 255}},
-		WSMessage:    &hub.WSMessage{Type: "binary", Content: []byte{9, 8}}}
+	it := &formats.Item{Channel: "ch", ID: "1", PrevID: "0", Meta: map[string]string{"sender": "x"},
+		HTTPResponse: &formats.HTTPResponse{Code: 201, Headers: []formats.Header{{Name: "A", Value: "1"}, {Name: "A", Value: "2"}}, Body: []byte{0, 1, 255}},
+		WSMessage:    &formats.WSMessage{Type: "binary", Content: []byte{9, 8}}}
 	it.NoSeq = true
-	if err := a.h.Publish([]*hub.Item{it}); err != nil {
+	if err := a.h.Publish([]*formats.Item{it}); err != nil {
 		t.Fatal(err)
 	}
 	r := collect(t, resp, 1)[0].Item
@@ -245,7 +246,7 @@ func TestServerRestartKeepsSubscriptionsAndPublishFailsWhileDown(t *testing.T) {
 	s.Shutdown()
 	s.WaitForShutdown()
 	eventually(t, "publisher sees the outage", func() bool { return !a.bus.Connected() })
-	if err := a.h.Publish([]*hub.Item{streamItem("ch", "lost", "lost")}); err == nil {
+	if err := a.h.Publish([]*formats.Item{streamItem("ch", "lost", "lost")}); err == nil {
 		t.Fatal("publish while NATS is down reported success")
 	}
 
@@ -262,10 +263,10 @@ func TestServerRestartKeepsSubscriptionsAndPublishFailsWhileDown(t *testing.T) {
 		return len(b.missed) > 0 && b.missed[0] == "ch"
 	})
 	hint := collect(t, resp, 1)[0].Item
-	if hint.HTTPResponse == nil || hint.HTTPResponse.Action != hub.ActionHint {
+	if hint.HTTPResponse == nil || hint.HTTPResponse.Action != formats.ActionHint {
 		t.Fatalf("response hold got %+v, want a hint", hint.HTTPResponse)
 	}
-	if err := a.h.Publish([]*hub.Item{streamItem("ch", "after", "after")}); err != nil {
+	if err := a.h.Publish([]*formats.Item{streamItem("ch", "after", "after")}); err != nil {
 		t.Fatal(err)
 	}
 	var got []hub.Delivery
@@ -292,7 +293,7 @@ func TestSlowConsumerDropSignalsMissed(t *testing.T) {
 	n := &node{h: hub.New(hub.Config{})}
 	block := make(chan struct{})
 	var once sync.Once
-	b, err := New(Options{URLs: []string{serverURL(s)}, Shards: 1, ShardBuffer: 1}, func(items []*hub.Item) {
+	b, err := New(Options{URLs: []string{serverURL(s)}, Shards: 1, ShardBuffer: 1}, func(items []*formats.Item) {
 		<-block // a stuck receiver fills the shard
 	}, func(chs []string) {
 		n.mu.Lock()
@@ -310,7 +311,7 @@ func TestSlowConsumerDropSignalsMissed(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i := range 100 {
-		if err := a.h.Publish([]*hub.Item{streamItem("ch", strconv.Itoa(i), "x")}); err != nil {
+		if err := a.h.Publish([]*formats.Item{streamItem("ch", strconv.Itoa(i), "x")}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -329,17 +330,17 @@ func TestLastIDsOfUnfollowedChannelsReachEveryNode(t *testing.T) {
 	// b follows nothing; c follows "followed", so its last id comes with
 	// the items themselves.
 	sub := c.subscribe(t, "followed")
-	for _, it := range []*hub.Item{streamItem("quiet", "x1", "1"), streamItem("quiet", "x2", "2"), streamItem("followed", "f1", "f")} {
-		if err := a.h.Publish([]*hub.Item{it}); err != nil {
+	for _, it := range []*formats.Item{streamItem("quiet", "x1", "1"), streamItem("quiet", "x2", "2"), streamItem("followed", "f1", "f")} {
+		if err := a.h.Publish([]*formats.Item{it}); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A redundant publisher repeats x1 on another node: it is a duplicate
 	// and must not move the last id back.
-	if err := c.h.Publish([]*hub.Item{streamItem("quiet", "x1", "1")}); err != nil {
+	if err := c.h.Publish([]*formats.Item{streamItem("quiet", "x1", "1")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := c.h.Publish([]*hub.Item{streamItem("quiet", "x3", "3")}); err != nil {
+	if err := c.h.Publish([]*formats.Item{streamItem("quiet", "x3", "3")}); err != nil {
 		t.Fatal(err)
 	}
 	for _, n := range []*node{a, b, c} {
@@ -388,11 +389,11 @@ func TestBatchWithAnItemOverMaxPayloadIsRefusedWhole(t *testing.T) {
 	a, b := newNode(t, serverURL(s), time.Minute), newNode(t, serverURL(s), time.Minute)
 	sub := b.subscribe(t, "ch")
 	big := streamItem("ch", "big", strings.Repeat("x", 2048))
-	err := a.h.Publish([]*hub.Item{streamItem("ch", "small", "s"), big})
+	err := a.h.Publish([]*formats.Item{streamItem("ch", "small", "s"), big})
 	if !errors.Is(err, hub.ErrItemTooLarge) {
 		t.Fatalf("publish: %v, want ErrItemTooLarge", err)
 	}
-	if err := a.h.Publish([]*hub.Item{streamItem("ch", "next", "n")}); err != nil {
+	if err := a.h.Publish([]*formats.Item{streamItem("ch", "next", "n")}); err != nil {
 		t.Fatal(err)
 	}
 	if got := collect(t, sub, 1); got[0].Item.ID != "next" {
@@ -424,7 +425,7 @@ func TestUndecodableMessagesAreCountedAndDropped(t *testing.T) {
 		t.Fatal(err)
 	}
 	eventually(t, "three invalid messages counted", func() bool { return n.bus.Stats().Invalid == 3 })
-	if err := n.h.Publish([]*hub.Item{streamItem("ch", "ok", "ok")}); err != nil {
+	if err := n.h.Publish([]*formats.Item{streamItem("ch", "ok", "ok")}); err != nil {
 		t.Fatal(err)
 	}
 	if got := collect(t, sub, 1); len(got) != 1 || got[0].Item.ID != "ok" {

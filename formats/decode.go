@@ -1,4 +1,4 @@
-package hub
+package formats
 
 import (
 	"bytes"
@@ -80,7 +80,7 @@ func DecodePublishLimits(body []byte, lim DecodeLimits) ([]*Item, error) {
 }
 
 // errDecSyntax marks a body that is not valid JSON.
-var errDecSyntax = errors.New("hub: invalid JSON")
+var errDecSyntax = errors.New("formats: invalid JSON")
 
 // decMaxDepth bounds nesting, as Qt's JSON parser does, so the recursion in
 // skipping stays small on hostile input.

@@ -1,8 +1,10 @@
-// Package hub holds GRIP channels and their subscribers: it sequences and
-// de-duplicates published items and fans each one out to every subscriber
-// without ever waiting on a slow one. It imports nothing from Caddy, so that
-// another server could embed it.
-package hub
+// Package formats is GRIP's published item as a publisher writes it: the
+// item and its formats (http-response, http-stream, ws-message), the
+// decoder of a publish request body with Pushpin's errors, the wire limits
+// every item must fit, RFC 6902 JSON Patch for body-patch, and the content
+// filters (var-subst, build-id) that render an item per subscriber. It
+// imports nothing from Caddy or the hub, which both build on it.
+package formats
 
 import "encoding/json"
 

@@ -1,4 +1,4 @@
-package hub
+package formats
 
 import (
 	"bytes"
@@ -53,24 +53,19 @@ func ContentFiltersOf(filters []string) []string {
 	return out
 }
 
-// RenderContent applies the content filters of the subscription on channel,
-// in order, to content (an http-response body, body-patch result included,
-// an http-stream content or a ws-message content of a send action). When
-// itemFilters is non-nil (the item format had "content-filters") it must
-// equal the subscription's content filters, order included, else the item
-// is not delivered and the error wraps ErrContentFilterMismatch. A filter
-// error (unknown variable, missing id_format, bad directive) also means not
-// delivered, with the error to log. prevIDs gives a channel's current
-// prev-id, "" when none (nil: none at all); build-id renders id_format's
-// %(chan)s with it, and a channel without prev-id is an error there.
-// With no content filters it returns content itself and does not allocate.
-func (s *Subscriber) RenderContent(channel string, itemFilters []string, content []byte, prevIDs func(channel string) string) (out []byte, deliver bool, err error) {
-	f := s.filt.Load()
-	var names []string
-	var meta map[string]string
-	if f != nil {
-		names, meta = f.byChannel[channel], f.meta
-	}
+// Render applies the content filters among names (a subscription's filter
+// names on one channel, in order) with the subscriber's meta to content (an
+// http-response body, body-patch result included, an http-stream content or
+// a ws-message content of a send action). When itemFilters is non-nil (the
+// item format had "content-filters") it must equal the content filters
+// among names, order included, else the item is not delivered and the error
+// wraps ErrContentFilterMismatch. A filter error (unknown variable, missing
+// id_format, bad directive) also means not delivered, with the error to log.
+// prevIDs gives a channel's current prev-id, "" when none (nil: none at
+// all); build-id renders id_format's %(chan)s with it, and a channel without
+// prev-id is an error there. With no content filters it returns content
+// itself and does not allocate.
+func Render(names []string, meta map[string]string, itemFilters []string, content []byte, prevIDs func(channel string) string) (out []byte, deliver bool, err error) {
 	if itemFilters != nil && !sameContentFilters(names, itemFilters) {
 		return nil, false, fmt.Errorf("%w: subscription=%s message=%s", ErrContentFilterMismatch,
 			strings.Join(ContentFiltersOf(names), ","), strings.Join(itemFilters, ","))
@@ -95,24 +90,16 @@ func (s *Subscriber) RenderContent(channel string, itemFilters []string, content
 
 // RenderInitial applies to an instruction's initial response body (sent
 // before a stream hold) the filters Pushpin applies to response content:
-// build-id, once, if any of the subscriber's channels names it. As in
-// Pushpin no prev-ids are known there, so only %(x)I and %% render and %I is
-// an error. A filter error means the response must not be sent (Pushpin
-// answers "filter error: ..." and ends the request). With no build-id it
-// returns content itself.
-func (s *Subscriber) RenderInitial(content []byte) ([]byte, error) {
-	f := s.filt.Load()
-	if f == nil || len(content) == 0 {
+// build-id, once, when buildIDOn (one of the subscriber's channels names
+// it). As in Pushpin no prev-ids are known there, so only %(x)I and %%
+// render and %I is an error. A filter error means the response must not be
+// sent (Pushpin answers "filter error: ..." and ends the request). Without
+// build-id it returns content itself.
+func RenderInitial(buildIDOn bool, meta map[string]string, content []byte) ([]byte, error) {
+	if !buildIDOn || len(content) == 0 {
 		return content, nil
 	}
-	for _, names := range f.byChannel {
-		for _, name := range names {
-			if name == FilterBuildID {
-				return buildID(f.meta, content, nil)
-			}
-		}
-	}
-	return content, nil
+	return buildID(meta, content, nil)
 }
 
 // sameContentFilters compares the content filters among names with want,
