@@ -38,17 +38,9 @@ func newCORSRequest(h http.Header) corsRequest {
 }
 
 // splitHeaderList splits comma-separated header values into their
-// non-empty, trimmed items.
+// non-empty, trimmed items (splitAll, empty entries dropped).
 func splitHeaderList(values []string) []string {
-	var out []string
-	for _, v := range values {
-		for item := range strings.SplitSeq(v, ",") {
-			if item = strings.TrimSpace(item); item != "" {
-				out = append(out, item)
-			}
-		}
-	}
-	return out
+	return slices.DeleteFunc(splitAll(values), func(item string) bool { return item == "" })
 }
 
 // apply adds the CORS headers that h lacks, as Pushpin's
@@ -100,7 +92,7 @@ func exposableHeaders(h http.Header) []string {
 	var names []string
 	for name, values := range h {
 		if len(values) == 0 || isSimpleResponseHeader(name) ||
-			hasPrefixFold(name, "Access-Control-") || hasPrefixFold(name, "Grip-") {
+			hasPrefixFold(name, "Access-Control-") || isGripHeader(name) {
 			continue
 		}
 		names = append(names, name)

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync"
 	"time"
 
@@ -371,7 +370,7 @@ func onExit(ctx caddy.Context, drain func()) error {
 // so a prefix test on them suffices.
 func stripGripHeaders(h http.Header) {
 	for k := range h {
-		if len(k) > 5 && strings.EqualFold(k[:5], "grip-") {
+		if isGripHeader(k) {
 			delete(h, k)
 		}
 	}
@@ -379,11 +378,7 @@ func stripGripHeaders(h http.Header) {
 
 // isWebSocketEvents reports a client posting WebSocket-over-HTTP events.
 func isWebSocketEvents(h http.Header) bool {
-	ct := h.Get("Content-Type")
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	return strings.EqualFold(strings.TrimSpace(ct), "application/websocket-events")
+	return isEventsType(h.Get("Content-Type"))
 }
 
 // writeText answers with a short plain-text body.

@@ -183,3 +183,12 @@ func trimHeaderSpace(s string) string {
 func isHeaderSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'
 }
+
+// mediaTypeIs reports whether a Content-Type value names the media type
+// want, parameters aside, compared case-insensitively.
+func mediaTypeIs(ct, want string) bool {
+	if i := strings.IndexByte(ct, ';'); i >= 0 {
+		ct = ct[:i]
+	}
+	return strings.EqualFold(trimHeaderSpace(ct), want)
+}

@@ -1,7 +1,6 @@
 package caddygrip
 
 import (
-	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -169,7 +168,7 @@ func IsGrip(h http.Header) bool {
 		}
 		switch k[0] | 0x20 { // a cheap first-letter test before the real one
 		case 'g':
-			if hasGripPrefix(k) {
+			if isGripHeader(k) {
 				return true
 			}
 		case 'c':
@@ -182,18 +181,15 @@ func IsGrip(h http.Header) bool {
 	return false
 }
 
-func hasGripPrefix(name string) bool {
+// isGripHeader reports a header name that starts with Grip-, in any case:
+// GRIP's own headers, which never pass between client and origin as they are.
+func isGripHeader(name string) bool {
 	return len(name) >= 5 && strings.EqualFold(name[:5], "Grip-")
 }
 
 // isGripInstructType reports a Content-Type value whose media type (before
 // any ';') is application/grip-instruct, compared case-insensitively.
-func isGripInstructType(ct string) bool {
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	return strings.EqualFold(trimHeaderSpace(ct), gripInstructType)
-}
+func isGripInstructType(ct string) bool { return mediaTypeIs(ct, gripInstructType) }
 
 // gripHeaderValues gathers the GRIP headers of a response in one pass over
 // the map, so that names match case-insensitively even in a non-canonical map.
@@ -205,7 +201,7 @@ type gripHeaderValues struct {
 func collectGripHeaders(h http.Header) *gripHeaderValues {
 	g := new(gripHeaderValues)
 	for k, v := range h {
-		if !hasGripPrefix(k) {
+		if !isGripHeader(k) {
 			if strings.EqualFold(k, "Content-Type") {
 				g.contentType = append(g.contentType, v...)
 			}
@@ -423,7 +419,7 @@ func (p *instructParser) parseKeepAliveHeader(v string) error {
 			return instructErr(hdr, "failed to parse Grip-Keep-Alive cstring format")
 		}
 	case "base64":
-		if p.kaData, err = decodeInstructBase64(e.first); err != nil {
+		if p.kaData, err = formats.DecodeBase64([]byte(e.first)); err != nil {
 			return instructErr(hdr, "failed to parse Grip-Keep-Alive base64 format")
 		}
 	default:
@@ -488,16 +484,6 @@ func unhex(c byte) int {
 		return int(c - 'A' + 10)
 	}
 	return -1
-}
-
-// decodeInstructBase64 reads standard base64, padded or not. Pushpin (Qt)
-// decodes garbage leniently; we reject it.
-func decodeInstructBase64(s string) ([]byte, error) {
-	b, err := base64.StdEncoding.DecodeString(s)
-	if err != nil {
-		b, err = base64.RawStdEncoding.DecodeString(s)
-	}
-	return b, err
 }
 
 // parseLinks reads every Grip-Link entry: `<uri>; rel=next; timeout=N` or
@@ -568,7 +554,7 @@ func responseHeader(h http.Header, expose []string) http.Header {
 	}
 	backing := make([]string, 0, n)
 	for k, v := range h {
-		if hasGripPrefix(k) || strings.EqualFold(k, "Content-Length") || !exposed(k, expose) {
+		if isGripHeader(k) || strings.EqualFold(k, "Content-Length") || !exposed(k, expose) {
 			continue
 		}
 		ck := http.CanonicalHeaderKey(k)

@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/caddy-grip/grip/formats"
 )
 
 // The application/grip-instruct JSON body: the hold and response objects
@@ -128,7 +130,7 @@ func (p *instructParser) parseJSON(body []byte) error {
 		if !ok {
 			return jsonErr("response contains 'body-bin' with wrong type")
 		}
-		b, err := decodeInstructBase64(s)
+		b, err := formats.DecodeBase64([]byte(s))
 		if err != nil {
 			return jsonErr("response contains 'body-bin' with invalid value")
 		}
@@ -265,7 +267,7 @@ func (p *instructParser) parseJSONKeepAlive(raw json.RawMessage) error {
 		if !ok {
 			return jsonErr("keep-alive contains 'content-bin' with wrong type")
 		}
-		b, err := decodeInstructBase64(s)
+		b, err := formats.DecodeBase64([]byte(s))
 		if err != nil {
 			return jsonErr("keep-alive contains 'content-bin' with invalid value")
 		}
@@ -301,13 +303,13 @@ func (p *instructParser) parseJSONKeepAlive(raw json.RawMessage) error {
 func parseJSONHeaders(raw json.RawMessage) (http.Header, error) {
 	h := http.Header{}
 	add := func(name, value string) error {
-		if !validHeaderName(name) {
+		if !formats.IsToken(name) {
 			return jsonErr("headers contains invalid name '%s'", name)
 		}
 		if strings.ContainsAny(value, "\r\n\x00") {
 			return jsonErr("headers contains '%s' with invalid value", name)
 		}
-		if !hasGripPrefix(name) && !strings.EqualFold(name, "Content-Length") {
+		if !isGripHeader(name) && !strings.EqualFold(name, "Content-Length") {
 			h.Add(name, value)
 		}
 		return nil
@@ -362,20 +364,4 @@ func parseJSONHeaders(raw json.RawMessage) (http.Header, error) {
 		return nil, jsonErr("response contains 'headers' with wrong type")
 	}
 	return h, nil
-}
-
-// validHeaderName reports an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if ('a' <= c && c <= 'z') || ('A' <= c && c <= 'Z') || ('0' <= c && c <= '9') ||
-			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0 {
-			continue
-		}
-		return false
-	}
-	return true
 }

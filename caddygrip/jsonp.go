@@ -16,6 +16,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/caddy-grip/grip/formats"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -63,7 +64,7 @@ func (j *JSONP) Validate() error {
 	default:
 		return fmt.Errorf("mode: want basic or extended, got %q", j.Mode)
 	}
-	if j.DefaultMethod != "" && !isToken(j.DefaultMethod) {
+	if j.DefaultMethod != "" && !formats.IsToken(j.DefaultMethod) {
 		return fmt.Errorf("default_method: %q is not an HTTP method", j.DefaultMethod)
 	}
 	if j.DefaultCallback != "" && j.BodyParam == "" {
@@ -184,7 +185,7 @@ func (j *JSONP) rewrite(r *http.Request) (*http.Request, *jsonpCall, error) {
 	}
 	if raw, ok := q.get("_method"); ok {
 		m, ok := percentDecode(raw)
-		if !ok || !isToken(m) {
+		if !ok || !formats.IsToken(m) {
 			return nil, nil, badJSONP("Invalid _method parameter.")
 		}
 		method = m
@@ -266,7 +267,7 @@ func parseJSONPHeaders(s string) (http.Header, bool) {
 	h := make(http.Header, len(m))
 	for _, k := range slices.Sorted(maps.Keys(m)) {
 		val, ok := m[k].(string)
-		if !ok || !isToken(k) || !validHeaderValue(val) {
+		if !ok || !formats.IsToken(k) || !validHeaderValue(val) {
 			return nil, false
 		}
 		if strings.EqualFold(k, "Host") || strings.EqualFold(k, "Accept") {
@@ -350,21 +351,6 @@ func percentDecode(s string) (string, bool) {
 		i += 2
 	}
 	return string(b), true
-}
-
-// isToken reports an RFC 9110 token: a valid method or header name.
-func isToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-			strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // validHeaderValue rejects control characters other than tab.

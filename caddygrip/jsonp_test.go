@@ -13,6 +13,7 @@ import (
 	"testing"
 	"unicode/utf8"
 
+	"github.com/caddy-grip/grip/formats"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 )
 
@@ -344,7 +345,7 @@ func FuzzJSONPRewrite(f *testing.F) {
 				t.Fatalf("%q left in %q", p.name, r2.URL.RawQuery)
 			}
 		}
-		if !isToken(r2.Method) {
+		if !formats.IsToken(r2.Method) {
 			t.Fatalf("method %q", r2.Method)
 		}
 	})

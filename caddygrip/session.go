@@ -112,17 +112,14 @@ func (s *session) serveBuffered(status int, body []byte) error {
 	case HoldResponse:
 		return s.holdResponse()
 	case HoldStream:
-		s.subscribe(hub.KindStream)
-		if !s.renderInitial() {
-			return nil
-		}
-		if !s.writeInitial() {
-			return nil
-		}
-		return s.holdStream()
+		return s.startStream()
 	}
 	if inst.Next != nil {
-		return s.servePages()
+		// A reply without a hold but with a next link: its body starts a
+		// stream that each next link's body extends, until a reply has no
+		// next link (paging). Channels the pages name are subscribed, so a
+		// page may also turn into a stream hold.
+		return s.startStream()
 	}
 	s.hold.because(hub.DisconnectAnswered, nil) // a re-request answered without a hold
 	s.respond(inst.Status, inst.Header, inst.Body)
@@ -178,11 +175,9 @@ func (s *session) setInstruct(inst *Instruct) {
 	}
 }
 
-// servePages answers a reply without a hold but with a next link: its
-// body starts a stream that each next link's body extends, until a reply
-// has no next link (paging). Channels the pages name are subscribed, so
-// a page may also turn into a stream hold.
-func (s *session) servePages() error {
+// startStream subscribes the stream's channels, writes the initial body
+// (build-id applied) and holds the stream.
+func (s *session) startStream() error {
 	s.subscribe(hub.KindStream)
 	if !s.renderInitial() {
 		return nil
@@ -329,10 +324,6 @@ func (s *session) filtered(channel string, err error) {
 	if c := s.g.logger.Check(zap.DebugLevel, "item not delivered: content filter"); c != nil {
 		c.Write(zap.String("channel", channel), zap.Error(err))
 	}
-}
-
-func isGripHeader(name string) bool {
-	return len(name) > 5 && strings.EqualFold(name[:5], "grip-")
 }
 
 // respond writes a complete response.

@@ -231,12 +231,7 @@ func isEventsResponse(res *capture) bool {
 
 // isEventsType reports a Content-Type of WebSocket-over-HTTP events,
 // parameters aside.
-func isEventsType(ct string) bool {
-	if i := strings.IndexByte(ct, ';'); i >= 0 {
-		ct = ct[:i]
-	}
-	return strings.EqualFold(strings.TrimSpace(ct), wsoverhttp.ContentType)
-}
+func isEventsType(ct string) bool { return mediaTypeIs(ct, wsoverhttp.ContentType) }
 
 // relayCapture answers the client with an origin response as it is.
 func relayCapture(w http.ResponseWriter, res *capture) {

@@ -375,14 +375,24 @@ func (r *decReader) base64(s decSpan, pn, field string) ([]byte, error) {
 	if r.kind(s) != '"' {
 		return nil, decWrongType(pn, field)
 	}
-	src := r.text(s)
+	b, err := DecodeBase64(r.text(s))
+	if err != nil {
+		return nil, decInvalid(pn, field)
+	}
+	return b, nil
+}
+
+// DecodeBase64 reads standard base64, padded or not, as GRIP's -bin fields
+// (publish formats, instructions) carry it. Unlike Pushpin, which decodes
+// garbage leniently, it rejects anything else.
+func DecodeBase64(src []byte) ([]byte, error) {
 	dst := make([]byte, base64.RawStdEncoding.DecodedLen(len(src)))
 	n, err := base64.StdEncoding.Decode(dst, src)
 	if err != nil {
 		n, err = base64.RawStdEncoding.Decode(dst, src)
 	}
 	if err != nil {
-		return nil, decInvalid(pn, field)
+		return nil, err
 	}
 	return dst[:n], nil
 }

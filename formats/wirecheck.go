@@ -41,6 +41,19 @@ var decTchar = func() (t [256]bool) {
 	return t
 }()
 
+// IsToken reports an RFC 9110 token: a valid header field name or method.
+func IsToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !decTchar[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
 // checkHeader refuses a header that cannot be written as is: a name that is
 // not a token, or a value with a control byte other than HTAB (NUL, CR and
 // LF among them), which would split or truncate the response head.
@@ -48,10 +61,8 @@ func checkHeader(h Header) error {
 	if h.Name == "" {
 		return decErr("headers contains an empty name")
 	}
-	for i := 0; i < len(h.Name); i++ {
-		if !decTchar[h.Name[i]] {
-			return decErr("headers contains name " + strconv.Quote(h.Name) + " that is not a valid field name")
-		}
+	if !IsToken(h.Name) {
+		return decErr("headers contains name " + strconv.Quote(h.Name) + " that is not a valid field name")
 	}
 	for i := 0; i < len(h.Value); i++ {
 		if c := h.Value[i]; c < 0x20 && c != '\t' || c == 0x7f {
