@@ -203,11 +203,13 @@ func TestHistoryHasAnItemOnceItsPublishFoundNoChannel(t *testing.T) {
 	publishIDs(t, h, "c", "1")
 	s := NewSubscriber(KindStream)
 	var res HistoryResult
-	testHookNoChannel = func(ch string) {
-		testHookNoChannel = nil
-		_, res = h.SubscribeAfter(s, ch, "1")
+	once := false
+	h.onNoChannel = func(ch string) {
+		if !once {
+			once = true
+			_, res = h.SubscribeAfter(s, ch, "1")
+		}
 	}
-	defer func() { testHookNoChannel = nil }()
 	publishIDs(t, h, "c", "2")
 	if res != HistoryRecovered {
 		t.Fatalf("subscribe at the no-channel moment: %v", res)

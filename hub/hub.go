@@ -154,6 +154,11 @@ type Hub struct {
 	log atomic.Pointer[zap.Logger]
 	// warnLog is log, rate-limited (see RateLimited).
 	warnLog atomic.Pointer[zap.Logger]
+	// onNoChannel, set by tests before any publish, runs when items find
+	// no channel to deliver to, so that a test can subscribe at exactly
+	// that moment.
+	onNoChannel func(channel string)
+
 	bus     atomic.Pointer[busBox]
 	busMu   sync.Mutex // serialises SetBus and Close of the bus
 
@@ -431,10 +436,6 @@ func (h *Hub) Receive(items []*formats.Item) {
 }
 
 // receiveRun handles items that all belong to channel name.
-// testHookNoChannel runs when a publish finds no channel to deliver to;
-// tests use it to subscribe at exactly that moment.
-var testHookNoChannel func(channel string)
-
 func (h *Hub) receiveRun(b *batch, name string, run []*formats.Item) {
 	hash := h.hash(name)
 	// De-duplicate and record the last published id before looking the
@@ -477,8 +478,8 @@ func (h *Hub) receiveRun(b *batch, name string, run []*formats.Item) {
 			c = h.lookup(hash, name)
 		}
 		if c == nil {
-			if testHookNoChannel != nil {
-				testHookNoChannel(name)
+			if h.onNoChannel != nil {
+				h.onNoChannel(name)
 			}
 			return
 		}

@@ -54,13 +54,12 @@ func TestLastIDsStayBounded(t *testing.T) {
 func TestSubscribeRightAfterAPublishFoundNoChannelSeesItsID(t *testing.T) {
 	h := New(Config{})
 	var seen string
-	testHookNoChannel = func(ch string) {
+	h.onNoChannel = func(ch string) {
 		s := NewSubscriber(KindResponse)
 		h.Subscribe(s, ch)
 		seen, _ = h.LastPublishedID(ch)
 		h.UnsubscribeAll(s)
 	}
-	defer func() { testHookNoChannel = nil }()
 	h.Publish([]*formats.Item{item("late", "7", "")})
 	if seen != "7" {
 		t.Fatalf("a holder subscribing as the publish found no channel saw last id %q, want 7", seen)
