@@ -39,7 +39,11 @@ type App struct {
 	// instead of its origin. Without it nothing is kept, as in Pushpin.
 	History *HistoryOptions `json:"history,omitempty"`
 
-	hist   hub.HistoryConfig // History, checked
+	// Limits bounds the queues, de-dup window, sequencer and wake pacing of
+	// every hub of this node; a limit left out keeps the hub's default.
+	Limits *HubLimits `json:"limits,omitempty"`
+
+	hubCfg hub.Config // Limits and History, checked
 	resume resumeFlags
 	logger *zap.Logger
 	mu     *sync.Mutex
@@ -150,11 +154,14 @@ func (a *App) Provision(ctx caddy.Context) error {
 		if err != nil {
 			return fmt.Errorf("grip: history: %w", err)
 		}
-		a.hist = h
+		a.hubCfg.History = h
 		for _, r := range a.History.Resume {
 			a.resume.lastEventID = a.resume.lastEventID || r == "last_event_id"
 			a.resume.websocket = a.resume.websocket || r == "websocket"
 		}
+	}
+	if err := a.Limits.apply(&a.hubCfg); err != nil {
+		return fmt.Errorf("grip: limits: %w", err)
 	}
 	if a.NATS == nil {
 		return nil
@@ -183,7 +190,7 @@ func (a *App) Start() error {
 		if err := p.useBus(a, name, a.opts, a.key, a.logger); err != nil {
 			return fmt.Errorf("grip: hub %q: %w", name, err)
 		}
-		p.useHistory(a.hist, a.resume)
+		p.useConfig(a.hubCfg, a.resume)
 	}
 	return nil
 }

@@ -6,7 +6,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
-	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -39,6 +38,16 @@ func parseGripApp(d *caddyfile.Dispenser, _ any) (any, error) {
 //			}
 //			linger <duration>
 //		}
+//		limits {
+//			queue_items     <n>
+//			queue_bytes     <size>
+//			dedup_window    <duration>|off
+//			dedup_bytes     <size>
+//			sequencer_wait  <duration>
+//			sequencer_items <n>
+//			sequencer_bytes <size>
+//			wake_interval   <duration>|off
+//		}
 //		history <size>
 //		history {
 //			channels  <pattern>...
@@ -64,6 +73,15 @@ func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				return err
 			}
 			a.NATS = n
+		case "limits":
+			if a.Limits != nil {
+				return d.Err("grip: limits given twice")
+			}
+			l, err := parseLimits(d)
+			if err != nil {
+				return err
+			}
+			a.Limits = l
 		case "history":
 			if a.History != nil {
 				return d.Err("grip: history given twice")
@@ -123,15 +141,11 @@ func parseHistory(d *caddyfile.Dispenser) (*HistoryOptions, error) {
 			}
 			h.TTL = dur
 		case "max_bytes":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
+			n, err := sizeArg(d, "grip: history", opt)
+			if err != nil {
+				return nil, err
 			}
-			n, err := humanize.ParseBytes(v)
-			if err != nil || n == 0 || n > 1<<40 {
-				return nil, d.Errf("grip: history: max_bytes %q: want a size such as 64MiB", v)
-			}
-			h.MaxBytes = int(n)
+			h.MaxBytes = n
 		default:
 			return nil, d.Errf("grip: history: unknown option %q", opt)
 		}

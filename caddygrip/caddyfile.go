@@ -7,6 +7,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/dustin/go-humanize"
 )
 
 func init() {
@@ -260,6 +261,37 @@ func durationArg(d *caddyfile.Dispenser, directive, option string) (caddy.Durati
 	dur, err := caddy.ParseDuration(s)
 	if err != nil || dur <= 0 {
 		return 0, d.Errf("%s: %s %q: want a positive duration", directive, option, s)
+	}
+	return caddy.Duration(dur), nil
+}
+
+// sizeArg reads one positive size argument (bytes, or with a unit such as
+// 64MiB or 1MB), at most 1 TiB; an error names the option.
+func sizeArg(d *caddyfile.Dispenser, directive, option string) (int, error) {
+	var s string
+	if !d.AllArgs(&s) {
+		return 0, d.ArgErr()
+	}
+	n, err := humanize.ParseBytes(s)
+	if err != nil || n == 0 || n > 1<<40 {
+		return 0, d.Errf("%s: %s %q: want a size such as 64MiB", directive, option, s)
+	}
+	return int(n), nil
+}
+
+// durationOrOffArg reads one positive duration argument, or "off", which
+// is returned as -1ns (the hub's "turned off"); an error names the option.
+func durationOrOffArg(d *caddyfile.Dispenser, directive, option string) (caddy.Duration, error) {
+	var s string
+	if !d.AllArgs(&s) {
+		return 0, d.ArgErr()
+	}
+	if s == "off" {
+		return -1, nil
+	}
+	dur, err := caddy.ParseDuration(s)
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: %s %q: want a positive duration or off", directive, option, s)
 	}
 	return caddy.Duration(dur), nil
 }

@@ -83,11 +83,10 @@ func (p *pooledHub) useBus(owner *App, name string, opts *natsbus.Options, key s
 	return nil
 }
 
-// useHistory gives the hub the history the config asks for; the zero
-// value keeps none. What is kept already stays until pushed out.
-func (p *pooledHub) useHistory(h hub.HistoryConfig, r resumeFlags) {
-	cfg := p.Config()
-	cfg.History = h
+// useConfig gives the hub the limits and history the config asks for;
+// the zero value is every default and no history. Queued items and kept
+// history stay until taken or pushed out.
+func (p *pooledHub) useConfig(cfg hub.Config, r resumeFlags) {
 	p.Configure(cfg)
 	p.resumeLastEventID.Store(r.lastEventID)
 	p.resumeWebSocket.Store(r.websocket)
@@ -115,7 +114,7 @@ func (p *pooledHub) disown(owner *App, name string, logger *zap.Logger) {
 		return
 	}
 	p.owner = nil
-	p.useHistory(hub.HistoryConfig{}, resumeFlags{})
+	p.useConfig(hub.Config{}, resumeFlags{})
 	if p.busKey != "" {
 		p.SetBus(nil)
 		p.busKey, p.nats = "", nil
