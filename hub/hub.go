@@ -159,8 +159,8 @@ type Hub struct {
 	// that moment.
 	onNoChannel func(channel string)
 
-	bus     atomic.Pointer[busBox]
-	busMu   sync.Mutex // serialises SetBus and Close of the bus
+	bus   atomic.Pointer[busBox]
+	busMu sync.Mutex // serialises SetBus and Close of the bus
 
 	seed   maphash.Seed
 	epoch  time.Time // origin of the monotonic clock the de-dup cache uses
