@@ -11,6 +11,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-grip/grip/gripsig"
 	"github.com/caddy-grip/grip/hub"
 )
 
@@ -193,7 +194,7 @@ func (g *Grip) unbind() {
 }
 
 // signerNow is the Grip-Sig signer of the route a session is bound to now.
-func (g *Grip) signerNow() *Signer {
+func (g *Grip) signerNow() *gripsig.Signer {
 	if r := g.binding.current(); r != nil {
 		return r.g.signer
 	}

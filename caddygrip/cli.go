@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/caddy-grip/grip/gripsig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/spf13/cobra"
 )
@@ -262,11 +263,11 @@ func (o *publishCLI) send(body []byte, out io.Writer) error {
 	case o.key != "" && o.user != "":
 		return errors.New("--key and --user cannot be combined")
 	case o.key != "":
-		k, err := ParseSigKey(o.key)
+		k, err := gripsig.ParseKey(o.key)
 		if err != nil {
 			return fmt.Errorf("--key: %w", err)
 		}
-		s, err := NewSigner(k, "caddy-grip-publish", time.Minute)
+		s, err := gripsig.NewSigner(k, "caddy-grip-publish", time.Minute)
 		if err != nil {
 			return fmt.Errorf("--key: %w", err)
 		}

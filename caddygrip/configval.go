@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/caddy-grip/grip/gripsig"
 	"github.com/caddyserver/caddy/v2"
 )
 
@@ -65,13 +66,13 @@ func notNegative[N ~int | ~int64](option string, v N, want string) error {
 }
 
 // parseKeyOption reads a key option (sig_key, upstream_key, key) through
-// replaceSet and ParseSigKey; nil when the option is not set.
-func parseKeyOption(repl *caddy.Replacer, option, raw string) (*SigKey, error) {
+// replaceSet and gripsig.ParseKey; nil when the option is not set.
+func parseKeyOption(repl *caddy.Replacer, option, raw string) (*gripsig.Key, error) {
 	v, err := replaceSet(repl, option, raw)
 	if err != nil || v == "" {
 		return nil, err
 	}
-	k, err := ParseSigKey(v)
+	k, err := gripsig.ParseKey(v)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", option, err)
 	}

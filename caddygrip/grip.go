@@ -14,6 +14,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/caddy-grip/grip/gripsig"
 	"github.com/caddy-grip/grip/hub"
 )
 
@@ -114,8 +115,8 @@ type Grip struct {
 	bindingKey string
 	bindHeld   bool            // the claim on binding is held; Provision and Cleanup only
 	sessions   *sync.WaitGroup // WebSocket sessions, which Caddy's shutdown does not wait for
-	signer     *Signer
-	upstream   *SigKey
+	signer     *gripsig.Signer
+	upstream   *gripsig.Key
 	logger     *zap.Logger
 	warnLog    *zap.Logger // logger, rate-limited, for warnings that can repeat per client
 }
@@ -213,7 +214,7 @@ func (g *Grip) provisionOptions(repl *caddy.Replacer) error {
 		return err
 	}
 	if sig != nil {
-		if g.signer, err = NewSigner(sig, g.SigIss, 0); err != nil {
+		if g.signer, err = gripsig.NewSigner(sig, g.SigIss, 0); err != nil {
 			return fmt.Errorf("sig_key: %w", err)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/caddy-grip/grip/formats"
+	"github.com/caddy-grip/grip/gripsig"
 	"github.com/caddy-grip/grip/hub"
 )
 
@@ -56,8 +57,8 @@ type Publish struct {
 	MaxIDLength int `json:"max_id_length,omitempty"`
 
 	ref     hubRef
-	jwtKey  *SigKey // the parsed key; nil when no key is set
-	secret  []byte  // its HMAC secret, the only plain bearer token; nil for EC and RSA keys
+	jwtKey  *gripsig.Key // the parsed key; nil when no key is set
+	secret  []byte       // its HMAC secret, the only plain bearer token; nil for EC and RSA keys
 	logger  *zap.Logger
 	warnLog *zap.Logger // logger, rate-limited, for refused publishes
 }

@@ -1,9 +1,7 @@
 package caddygrip
 
 import (
-	"crypto/x509"
 	"encoding/base64"
-	"encoding/pem"
 	"os"
 	"strings"
 	"testing"
@@ -29,8 +27,8 @@ func bearer(tok string) string { return "Bearer " + tok }
 // path, a JWK, the base64 form) does not publish, while the secret it
 // names does: the token is compared with the parsed secret.
 func TestPublishKeyTextIsNeverAToken(t *testing.T) {
-	hexFile := "testdata/keys/hmac-secret.hex" // hex of "changeme"
-	pubPEM := "testdata/keys/ec256-public.pem"
+	hexFile := testKeys + "hmac-secret.hex" // hex of "changeme"
+	pubPEM := testKeys + "ec256-public.pem"
 	jwkOct := `{"kty":"oct","k":"` + base64.RawURLEncoding.EncodeToString([]byte("jwk-secret")) + `"}`
 	tests := []struct {
 		name, key string
@@ -67,17 +65,13 @@ func TestPublishKeyTextIsNeverAToken(t *testing.T) {
 // TestPublishAsymmetricKeyAcceptsOnlyVerifiedJWTs checks that an EC public
 // key accepts a JWT signed by its private key, and nothing else.
 func TestPublishAsymmetricKeyAcceptsOnlyVerifiedJWTs(t *testing.T) {
-	p := publishWithKey(t, "file:testdata/keys/ec256-public.pem")
-	block, _ := pem.Decode([]byte(mustRead(t, "testdata/keys/ec256-private-pkcs8.pem")))
-	priv, err := x509.ParsePKCS8PrivateKey(block.Bytes)
-	if err != nil {
-		t.Fatal(err)
-	}
+	p := publishWithKey(t, "file:" + testKeys + "ec256-public.pem")
+	priv := testECPrivateKey(t)
 	exp := time.Now().Add(time.Hour).Unix()
 	if tok := craft(t, jwt.SigningMethodES256, priv, jwt.MapClaims{"iss": "pub", "exp": exp}); !p.authorized(bearer(tok)) {
 		t.Error("a JWT the key verifies is refused")
 	}
-	if tok := craft(t, jwt.SigningMethodHS256, []byte(mustRead(t, "testdata/keys/ec256-public.pem")), jwt.MapClaims{"exp": exp}); p.authorized(bearer(tok)) {
+	if tok := craft(t, jwt.SigningMethodHS256, []byte(mustRead(t, testKeys+"ec256-public.pem")), jwt.MapClaims{"exp": exp}); p.authorized(bearer(tok)) {
 		t.Error("an HS256 JWT keyed with the public key text publishes")
 	}
 }
@@ -120,7 +114,7 @@ func TestPublishKeyEmptyAfterPlaceholdersFailsClosed(t *testing.T) {
 	}
 }
 
-func mustRead(t *testing.T, path string) string {
+func mustRead(t testing.TB, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
 	if err != nil {

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddy-grip/grip/gripsig"
 	"github.com/caddyserver/caddy/v2"
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -58,11 +59,11 @@ func TestPublishKeyAcceptsOnlyTheParsedSecretOrAVerifiedJWT(t *testing.T) {
 		return path
 	}
 	hexPath := write("secret.hex", "6368616e67656d65\n") // "changeme"
-	pemPath := filepath.Join("testdata", "keys", "ec256-public.pem")
-	ecPriv := mustParseSigKey(t, "file:"+filepath.Join("testdata", "keys", "ec256-private.pem"))
+	pemPath := testKeys + "ec256-public.pem"
+	ecPriv := testECPrivateKey(t)
 	exp := time.Now().Add(time.Hour).Unix()
 	hsJWT := craft(t, jwt.SigningMethodHS256, []byte("changeme"), jwt.MapClaims{"exp": exp})
-	esJWT := craft(t, jwt.SigningMethodES256, ecPriv.signKey, jwt.MapClaims{"exp": exp})
+	esJWT := craft(t, jwt.SigningMethodES256, ecPriv, jwt.MapClaims{"exp": exp})
 	notYet := craft(t, jwt.SigningMethodHS256, []byte("changeme"), jwt.MapClaims{"exp": exp, "nbf": exp - 60})
 	expired := craft(t, jwt.SigningMethodHS256, []byte("changeme"), jwt.MapClaims{"exp": time.Now().Add(-time.Minute).Unix()})
 	b64 := "base64:" + base64.StdEncoding.EncodeToString([]byte("changeme"))
@@ -83,8 +84,8 @@ func TestPublishKeyAcceptsOnlyTheParsedSecretOrAVerifiedJWT(t *testing.T) {
 		{"PEM file: the path is refused", "file:" + pemPath, "file:" + pemPath, 401},
 		{"PEM file: ES256 JWT", "file:" + pemPath, esJWT, 200},
 		{"PEM file: HS256 JWT over the path", "file:" + pemPath, craft(t, jwt.SigningMethodHS256, []byte("file:"+pemPath), jwt.MapClaims{"exp": exp}), 401},
-		{"JWK: the JWK text is refused", FastlyGripSigJWK, FastlyGripSigJWK, 401},
-		{"JWK: HS256 JWT over the JWK text", FastlyGripSigJWK, craft(t, jwt.SigningMethodHS256, []byte(FastlyGripSigJWK), jwt.MapClaims{"exp": exp}), 401},
+		{"JWK: the JWK text is refused", gripsig.FastlyJWK, gripsig.FastlyJWK, 401},
+		{"JWK: HS256 JWT over the JWK text", gripsig.FastlyJWK, craft(t, jwt.SigningMethodHS256, []byte(gripsig.FastlyJWK), jwt.MapClaims{"exp": exp}), 401},
 		{"oct JWK: the decoded secret publishes", `{"kty":"oct","k":"Y2hhbmdlbWU"}`, "changeme", 200},
 	}
 	for _, tc := range cases {

@@ -1,4 +1,4 @@
-package caddygrip
+package gripsig
 
 import (
 	"testing"

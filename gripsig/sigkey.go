@@ -1,4 +1,9 @@
-package caddygrip
+// Package gripsig is GRIP's Grip-Sig and publish keys: a key parsed from
+// the forms a configuration gives (a secret, base64, hex, PEM, JWK, a file
+// of any of them), JWT verification as an origin or a publish endpoint
+// checks it, and a signer that caches its token. It imports nothing from
+// Caddy.
+package gripsig
 
 import (
 	"bytes"
@@ -23,13 +28,13 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// FastlyGripSigJWK is the public key Fastly Fanout signs Grip-Sig with (ES256,
+// FastlyJWK is the public key Fastly Fanout signs Grip-Sig with (ES256,
 // iss "fastly:<service_id>"), as published in js-grip. Use it as upstream_key
 // when this server sits behind Fanout and should trust Fanout's requests.
-const FastlyGripSigJWK = `{"kty":"EC","crv":"P-256","x":"CKo5A1ebyFcnmVV8SE5On-8G81JyBjSvcrx4VLetWCg","y":"7gwJqaU6N8TP88--twjkwoB36f-pT3QsmI46nPhjO7M"}`
+const FastlyJWK = `{"kty":"EC","crv":"P-256","x":"CKo5A1ebyFcnmVV8SE5On-8G81JyBjSvcrx4VLetWCg","y":"7gwJqaU6N8TP88--twjkwoB36f-pT3QsmI46nPhjO7M"}`
 
-// DefaultSigTTL is how long a Grip-Sig token is valid; Pushpin uses one hour.
-const DefaultSigTTL = time.Hour
+// DefaultTTL is how long a Grip-Sig token is valid; Pushpin uses one hour.
+const DefaultTTL = time.Hour
 
 // maxSigTokenLen bounds the Grip-Sig header Verify will parse. Real tokens are
 // a few hundred bytes; anything this long is refused without decoding it.
@@ -39,10 +44,10 @@ const maxSigTokenLen = 8 << 10
 // (jsonwebtoken on ring) refuses smaller RSA keys too.
 const minRSABits = 2048
 
-// SigKey is a parsed Grip-Sig key: what signs requests to the origin, or
+// Key is a parsed Grip-Sig key: what signs requests to the origin, or
 // verifies tokens from a trusted upstream. It is immutable and safe for
 // concurrent use.
-type SigKey struct {
+type Key struct {
 	alg       string
 	method    jwt.SigningMethod
 	signKey   any // []byte, *ecdsa.PrivateKey or *rsa.PrivateKey; nil for a public key
@@ -52,17 +57,17 @@ type SigKey struct {
 	keyFunc   jwt.Keyfunc
 }
 
-// ParseSigKey reads a key in Pushpin's sig_key/upstream_key forms:
+// ParseKey reads a key in Pushpin's sig_key/upstream_key forms:
 //
 //   - "base64:<b64>": a binary secret (HS256);
 //   - "file:<path>": a PEM file (EC or RSA; private or public; SEC1, PKCS#1,
 //     PKCS#8, PKIX or a certificate), or else a hex-encoded secret, which is
 //     what Pushpin 1.38+ reads from a non-PEM file (whitespace is ignored);
-//   - a JWK object ({"kty":"EC"|"RSA"|"oct",...}), e.g. FastlyGripSigJWK;
+//   - a JWK object ({"kty":"EC"|"RSA"|"oct",...}), e.g. FastlyJWK;
 //   - anything else: the UTF-8 bytes of a plain secret (HS256).
 //
 // A relative file path is relative to the working directory.
-func ParseSigKey(s string) (*SigKey, error) {
+func ParseKey(s string) (*Key, error) {
 	switch {
 	case s == "":
 		return nil, errors.New("grip sig key: empty key")
@@ -99,18 +104,18 @@ func ParseSigKey(s string) (*SigKey, error) {
 
 // Alg reports the JWT algorithm the key signs with: HS256, ES256, ES384,
 // ES512 or RS256.
-func (k *SigKey) Alg() string { return k.alg }
+func (k *Key) Alg() string { return k.alg }
 
 // String describes the key without revealing it, so a key in a log line or
 // error message does not leak the secret.
-func (k *SigKey) String() string { return k.alg + " " + k.desc }
+func (k *Key) String() string { return k.alg + " " + k.desc }
 
 // Verify reports whether token is a valid Grip-Sig from a trusted upstream:
 // the signature checks with an algorithm of the key's own family (HS* for a
 // secret, RS*/PS* for RSA, the curve's ES* for EC; never "none"), and "exp" is
 // present and in the future. As in Pushpin, "iss", "nbf", "iat" and "aud" are
 // not checked.
-func (k *SigKey) Verify(token string) bool {
+func (k *Key) Verify(token string) bool {
 	if token == "" || len(token) > maxSigTokenLen {
 		return false
 	}
@@ -125,7 +130,7 @@ func (k *SigKey) Verify(token string) bool {
 // re-signs, others keep getting the previous, still valid token. A wall clock
 // that steps backwards also forces a re-sign. Safe for concurrent use.
 type Signer struct {
-	key *SigKey
+	key *Key
 	iss string
 	ttl time.Duration
 	now func() time.Time // time.Now; tests replace it
@@ -155,9 +160,9 @@ func (t *signedToken) valid(now int64) bool {
 
 // NewSigner returns a Signer issuing tokens {"iss": iss, "exp": now+ttl}
 // signed with k. k must hold a secret or a private key; ttl 0 means
-// DefaultSigTTL, and a ttl under one second is refused because exp counts
+// DefaultTTL, and a ttl under one second is refused because exp counts
 // whole seconds.
-func NewSigner(k *SigKey, iss string, ttl time.Duration) (*Signer, error) {
+func NewSigner(k *Key, iss string, ttl time.Duration) (*Signer, error) {
 	if k == nil {
 		return nil, errors.New("grip signer: no key")
 	}
@@ -168,7 +173,7 @@ func NewSigner(k *SigKey, iss string, ttl time.Duration) (*Signer, error) {
 		return nil, errors.New("grip signer: empty iss (Pushpin signs only when sig_iss is set)")
 	}
 	if ttl == 0 {
-		ttl = DefaultSigTTL
+		ttl = DefaultTTL
 	}
 	if ttl < time.Second {
 		return nil, fmt.Errorf("grip signer: ttl %v is under one second", ttl)
@@ -222,7 +227,7 @@ func (s *Signer) sign(t time.Time) (*signedToken, error) {
 // base64:, hex file or JWK "oct" key), so a plain bearer token is compared
 // with the secret itself, never with the configured text; nil for an EC or
 // RSA key, which only verifies signed tokens.
-func (k *SigKey) Secret() []byte {
+func (k *Key) Secret() []byte {
 	if b, ok := k.verifyKey.([]byte); ok {
 		return b
 	}
@@ -232,7 +237,7 @@ func (k *SigKey) Secret() []byte {
 // VerifyPublish reports whether token is a valid publish token: Verify's
 // checks, and "nbf", when present, not in the future, so a token made for
 // later cannot publish now.
-func (k *SigKey) VerifyPublish(token string) bool {
+func (k *Key) VerifyPublish(token string) bool {
 	if token == "" || len(token) > maxSigTokenLen {
 		return false
 	}
@@ -264,8 +269,8 @@ func (c *expClaim) GetSubject() (string, error)                  { return "", ni
 func (c *expClaim) GetAudience() (jwt.ClaimStrings, error)       { return nil, nil }
 
 // newSigKey finishes a key: its parser accepts only validAlgs and requires exp.
-func newSigKey(method jwt.SigningMethod, signKey, verifyKey any, desc string, validAlgs []string) *SigKey {
-	k := &SigKey{
+func newSigKey(method jwt.SigningMethod, signKey, verifyKey any, desc string, validAlgs []string) *Key {
+	k := &Key{
 		alg:       method.Alg(),
 		method:    method,
 		signKey:   signKey,
@@ -279,7 +284,7 @@ func newSigKey(method jwt.SigningMethod, signKey, verifyKey any, desc string, va
 
 // newSecretKey makes an HS256 key. A secret only ever verifies HS* tokens, so
 // a public key used as an HMAC secret (alg confusion) cannot pass.
-func newSecretKey(secret []byte, desc string) (*SigKey, error) {
+func newSecretKey(secret []byte, desc string) (*Key, error) {
 	if len(secret) == 0 {
 		return nil, errors.New("grip sig key: empty secret")
 	}
@@ -288,7 +293,7 @@ func newSecretKey(secret []byte, desc string) (*SigKey, error) {
 }
 
 // newECKey makes an ES* key; the curve fixes the algorithm.
-func newECKey(priv *ecdsa.PrivateKey, pub *ecdsa.PublicKey) (*SigKey, error) {
+func newECKey(priv *ecdsa.PrivateKey, pub *ecdsa.PublicKey) (*Key, error) {
 	var method *jwt.SigningMethodECDSA
 	switch pub.Curve {
 	case elliptic.P256():
@@ -309,7 +314,7 @@ func newECKey(priv *ecdsa.PrivateKey, pub *ecdsa.PublicKey) (*SigKey, error) {
 }
 
 // newRSAKey makes an RS256 key that also verifies RS384/512 and PS256/384/512.
-func newRSAKey(priv *rsa.PrivateKey, pub *rsa.PublicKey) (*SigKey, error) {
+func newRSAKey(priv *rsa.PrivateKey, pub *rsa.PublicKey) (*Key, error) {
 	if bits := pub.N.BitLen(); bits < minRSABits {
 		return nil, fmt.Errorf("RSA key has %d bits; at least %d are needed", bits, minRSABits)
 	}
@@ -323,7 +328,7 @@ func newRSAKey(priv *rsa.PrivateKey, pub *rsa.PublicKey) (*SigKey, error) {
 }
 
 // newAsymmetricKey wraps a key from the x509 parsers.
-func newAsymmetricKey(key any) (*SigKey, error) {
+func newAsymmetricKey(key any) (*Key, error) {
 	switch key := key.(type) {
 	case *ecdsa.PrivateKey:
 		return newECKey(key, &key.PublicKey)
@@ -344,7 +349,7 @@ func newAsymmetricKey(key any) (*SigKey, error) {
 // with "-----BEGIN", otherwise a hex secret. Pushpin's hex decoder silently
 // skips bad characters; here anything but hex digits and whitespace is an
 // error, so a mistyped file fails loudly instead of yielding another key.
-func parseKeyFile(data []byte) (*SigKey, error) {
+func parseKeyFile(data []byte) (*Key, error) {
 	trimmed := bytes.TrimSpace(data)
 	switch {
 	case len(trimmed) == 0:
@@ -363,7 +368,7 @@ func parseKeyFile(data []byte) (*SigKey, error) {
 }
 
 // parsePEM takes the first key block, skipping EC PARAMETERS and the like.
-func parsePEM(data []byte) (*SigKey, error) {
+func parsePEM(data []byte) (*Key, error) {
 	for rest := data; ; {
 		var block *pem.Block
 		block, rest = pem.Decode(rest)
@@ -410,7 +415,7 @@ func isJWK(s string) bool {
 	return strings.HasPrefix(s, "{") && strings.Contains(s, `"kty"`)
 }
 
-// jwk holds the JSON Web Key members ParseSigKey understands.
+// jwk holds the JSON Web Key members ParseKey understands.
 type jwk struct {
 	Kty string `json:"kty"`
 	Crv string `json:"crv"`
@@ -423,7 +428,7 @@ type jwk struct {
 }
 
 // parseJWK reads an EC (public or private), RSA (public) or oct (secret) JWK.
-func parseJWK(data []byte) (*SigKey, error) {
+func parseJWK(data []byte) (*Key, error) {
 	var j jwk
 	if err := json.Unmarshal(data, &j); err != nil {
 		return nil, err
@@ -459,7 +464,7 @@ func parseJWK(data []byte) (*SigKey, error) {
 }
 
 // parseECJWK builds an EC key from x, y and, for a private key, d.
-func parseECJWK(j jwk) (*SigKey, error) {
+func parseECJWK(j jwk) (*Key, error) {
 	curves := map[string]elliptic.Curve{"P-256": elliptic.P256(), "P-384": elliptic.P384(), "P-521": elliptic.P521()}
 	curve, ok := curves[j.Crv]
 	if !ok {

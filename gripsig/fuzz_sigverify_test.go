@@ -1,4 +1,4 @@
-package caddygrip
+package gripsig
 
 import (
 	"encoding/base64"
@@ -14,7 +14,7 @@ import (
 // family, and must accept the key's own fresh token while rejecting that
 // token with its signature changed.
 func FuzzSigKeyVerify(f *testing.F) {
-	keys := []*SigKey{
+	keys := []*Key{
 		mustParseSigKey(f, "changeme"),
 		mustParseSigKey(f, keyDir+"ec256-private.pem"),
 		mustParseSigKey(f, keyDir+"rsa2048-private.pem"),

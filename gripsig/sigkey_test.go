@@ -1,4 +1,4 @@
-package caddygrip
+package gripsig
 
 import (
 	"crypto/ecdsa"
@@ -25,16 +25,16 @@ import (
 
 const keyDir = "file:testdata/keys/"
 
-func mustParseSigKey(t testing.TB, s string) *SigKey {
+func mustParseSigKey(t testing.TB, s string) *Key {
 	t.Helper()
-	k, err := ParseSigKey(s)
+	k, err := ParseKey(s)
 	if err != nil {
-		t.Fatalf("ParseSigKey(%q): %v", s, err)
+		t.Fatalf("ParseKey(%q): %v", s, err)
 	}
 	return k
 }
 
-func mustSigner(t testing.TB, k *SigKey, ttl time.Duration) *Signer {
+func mustSigner(t testing.TB, k *Key, ttl time.Duration) *Signer {
 	t.Helper()
 	s, err := NewSigner(k, "pushpin", ttl)
 	if err != nil {
@@ -142,7 +142,7 @@ func TestParseSigKeyAcceptsPushpinForms(t *testing.T) {
 		{"file RSA PKCS#8 private", keyDir + "rsa2048-private-pkcs8.pem", "RS256", true},
 		{"file RSA PKIX public", keyDir + "rsa2048-public.pem", "RS256", false},
 		{"file RSA PKCS#1 public", keyDir + "rsa2048-public-pkcs1.pem", "RS256", false},
-		{"Fastly Fanout JWK", FastlyGripSigJWK, "ES256", false},
+		{"Fastly Fanout JWK", FastlyJWK, "ES256", false},
 		{"oct JWK", `{"kty":"oct","k":"Y2hhbmdlbWU"}`, "HS256", true},
 		{"brace secret without kty", "{not-a-jwk}", "HS256", true},
 	}
@@ -204,7 +204,7 @@ func TestParseSigKeyRejectsBadKeys(t *testing.T) {
 	}
 	encrypted := "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00112233445566778899AABBCCDDEEFF\n\nAAAA\n-----END RSA PRIVATE KEY-----\n"
 	fastly := map[string]string{}
-	if err := json.Unmarshal([]byte(FastlyGripSigJWK), &fastly); err != nil {
+	if err := json.Unmarshal([]byte(FastlyJWK), &fastly); err != nil {
 		t.Fatal(err)
 	}
 	tests := []struct {
@@ -240,9 +240,9 @@ func TestParseSigKeyRejectsBadKeys(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			k, err := ParseSigKey(tt.in)
+			k, err := ParseKey(tt.in)
 			if err == nil {
-				t.Fatalf("ParseSigKey accepted it as %s", k)
+				t.Fatalf("ParseKey accepted it as %s", k)
 			}
 			if !strings.Contains(err.Error(), tt.want) {
 				t.Errorf("error %q does not mention %q", err, tt.want)
@@ -255,14 +255,14 @@ func TestNewSignerRefuses(t *testing.T) {
 	hs := mustParseSigKey(t, "changeme")
 	tests := []struct {
 		name string
-		key  *SigKey
+		key  *Key
 		iss  string
 		ttl  time.Duration
 		want string
 	}{
 		{"EC public key", mustParseSigKey(t, keyDir+"ec256-public.pem"), "pushpin", 0, "can only verify"},
 		{"RSA public key", mustParseSigKey(t, keyDir+"rsa2048-public.pem"), "pushpin", 0, "can only verify"},
-		{"Fastly JWK", mustParseSigKey(t, FastlyGripSigJWK), "pushpin", 0, "can only verify"},
+		{"Fastly JWK", mustParseSigKey(t, FastlyJWK), "pushpin", 0, "can only verify"},
 		{"nil key", nil, "pushpin", 0, "no key"},
 		{"empty iss", hs, "", 0, "empty iss"},
 		{"sub-second ttl", hs, "pushpin", 500 * time.Millisecond, "under one second"},
@@ -357,7 +357,7 @@ func TestVerifyAcceptsValidUpstreamTokens(t *testing.T) {
 	exp := time.Now().Add(time.Minute).Unix()
 	tests := []struct {
 		name string
-		key  *SigKey
+		key  *Key
 		tok  string
 	}{
 		{"HS384 with the secret", hs, craft(t, jwt.SigningMethodHS384, []byte("changeme"), jwt.MapClaims{"exp": exp})},
@@ -411,7 +411,7 @@ func TestVerifyRefusesInvalidTokens(t *testing.T) {
 
 	tests := []struct {
 		name string
-		key  *SigKey
+		key  *Key
 		tok  string
 	}{
 		{"empty", hs, ""},
@@ -573,7 +573,7 @@ func TestSigKeyStringHidesSecret(t *testing.T) {
 }
 
 func TestFastlyJWKIsTheES256PublicKey(t *testing.T) {
-	k := mustParseSigKey(t, FastlyGripSigJWK)
+	k := mustParseSigKey(t, FastlyJWK)
 	pub, ok := k.verifyKey.(*ecdsa.PublicKey)
 	if !ok || pub.Curve != elliptic.P256() {
 		t.Fatalf("verify key = %T, want a P-256 public key", k.verifyKey)
@@ -583,7 +583,7 @@ func TestFastlyJWKIsTheES256PublicKey(t *testing.T) {
 		t.Fatal(err)
 	}
 	x := base64.RawURLEncoding.EncodeToString(raw[1:33])
-	if !strings.Contains(FastlyGripSigJWK, `"x":"`+x+`"`) {
+	if !strings.Contains(FastlyJWK, `"x":"`+x+`"`) {
 		t.Errorf("x = %s does not round-trip", x)
 	}
 }
@@ -607,13 +607,13 @@ func TestECJWKPrivateKeySigns(t *testing.T) {
 	}
 }
 
-// FuzzParseKey feeds key texts and tokens to ParseSigKey and Verify: no
+// FuzzParseKey feeds key texts and tokens to ParseKey and Verify: no
 // panic, and an asymmetric key's own text never verifies as a token.
 func FuzzParseKey(f *testing.F) {
 	for _, seed := range [][2]string{
 		{"changeme", "changeme"},
 		{"base64:Y2hhbmdlbWU=", "eyJhbGciOiJIUzI1NiJ9.e30.x"},
-		{FastlyGripSigJWK, FastlyGripSigJWK},
+		{FastlyJWK, FastlyJWK},
 		{`{"kty":"oct","k":"Y2hhbmdlbWU"}`, "a.b.c"},
 		{"file:-----BEGIN PUBLIC KEY-----\nMFkw\n-----END PUBLIC KEY-----", ""},
 		{"file:0011aabb", "file:0011aabb"},
@@ -621,12 +621,12 @@ func FuzzParseKey(f *testing.F) {
 		f.Add(seed[0], seed[1])
 	}
 	f.Fuzz(func(t *testing.T, key, token string) {
-		var k *SigKey
+		var k *Key
 		var err error
 		if rest, ok := strings.CutPrefix(key, "file:"); ok {
 			k, err = parseKeyFile([]byte(rest)) // the file's contents, without touching the disk
 		} else {
-			k, err = ParseSigKey(key)
+			k, err = ParseKey(key)
 		}
 		if err != nil {
 			return

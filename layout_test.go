@@ -1,0 +1,39 @@
+package grip
+
+import (
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// The packages below the Caddy glue never import Caddy or the glue, and
+// each imports only those below it (ARCHITECTURE.md): formats and
+// wsoverhttp and gripsig none of ours, hub formats, natsbus hub and formats.
+func TestImportsPointOneWay(t *testing.T) {
+	const mod = "github.com/caddy-grip/grip/"
+	allowed := map[string][]string{
+		"formats":    nil,
+		"wsoverhttp": nil,
+		"gripsig":    nil,
+		"hub":        {"formats"},
+		"natsbus":    {"hub", "formats"},
+	}
+	for pkg, ok := range allowed {
+		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "./"+pkg).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", pkg, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			switch {
+			case strings.HasPrefix(dep, "github.com/caddyserver/"):
+				t.Errorf("%s imports Caddy (%s)", pkg, dep)
+			case strings.HasPrefix(dep, mod) && dep != mod+pkg:
+				name := strings.TrimPrefix(dep, mod)
+				if !slices.Contains(ok, name) {
+					t.Errorf("%s imports %s", pkg, name)
+				}
+			}
+		}
+	}
+}
