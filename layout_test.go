@@ -9,7 +9,8 @@ import (
 
 // The packages below the Caddy glue never import Caddy or the glue, and
 // each imports only those below it (ARCHITECTURE.md): formats and
-// wsoverhttp and gripsig none of ours, hub formats, natsbus hub and formats.
+// wsoverhttp and gripsig none of ours, hub and instruct formats, natsbus
+// hub and formats.
 func TestImportsPointOneWay(t *testing.T) {
 	const mod = "github.com/caddy-grip/grip/"
 	allowed := map[string][]string{
@@ -17,6 +18,7 @@ func TestImportsPointOneWay(t *testing.T) {
 		"wsoverhttp": nil,
 		"gripsig":    nil,
 		"hub":        {"formats"},
+		"instruct":   {"formats"},
 		"natsbus":    {"hub", "formats"},
 	}
 	for pkg, ok := range allowed {

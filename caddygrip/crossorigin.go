@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	"github.com/caddy-grip/grip/instruct"
 )
 
 // Auto cross-origin, as Pushpin's auto_cross_origin (route option aco): every
@@ -38,9 +40,9 @@ func newCORSRequest(h http.Header) corsRequest {
 }
 
 // splitHeaderList splits comma-separated header values into their
-// non-empty, trimmed items (splitAll, empty entries dropped).
+// non-empty, trimmed items (instruct.SplitList, empty entries dropped).
 func splitHeaderList(values []string) []string {
-	return slices.DeleteFunc(splitAll(values), func(item string) bool { return item == "" })
+	return slices.DeleteFunc(instruct.SplitList(values), func(item string) bool { return item == "" })
 }
 
 // apply adds the CORS headers that h lacks, as Pushpin's
@@ -92,7 +94,7 @@ func exposableHeaders(h http.Header) []string {
 	var names []string
 	for name, values := range h {
 		if len(values) == 0 || isSimpleResponseHeader(name) ||
-			hasPrefixFold(name, "Access-Control-") || isGripHeader(name) {
+			hasPrefixFold(name, "Access-Control-") || instruct.IsGripHeader(name) {
 			continue
 		}
 		names = append(names, name)

@@ -16,6 +16,7 @@ import (
 
 	"github.com/caddy-grip/grip/gripsig"
 	"github.com/caddy-grip/grip/hub"
+	"github.com/caddy-grip/grip/instruct"
 )
 
 func init() {
@@ -322,7 +323,7 @@ func (g *Grip) serve(w http.ResponseWriter, r *http.Request, next caddyhttp.Hand
 		return err
 	}
 	if rec.buf.overflow {
-		return s.fail(&InstructError{Header: "body", Msg: fmt.Sprintf("GRIP instruct response too large (over %d bytes)", g.MaxInstructSize)})
+		return s.fail(&instruct.Error{Header: "body", Msg: fmt.Sprintf("GRIP instruct response too large (over %d bytes)", g.MaxInstructSize)})
 	}
 	return s.serveBuffered(rec.status, rec.buf.Bytes())
 }
@@ -371,7 +372,7 @@ func onExit(ctx caddy.Context, drain func()) error {
 // so a prefix test on them suffices.
 func stripGripHeaders(h http.Header) {
 	for k := range h {
-		if isGripHeader(k) {
+		if instruct.IsGripHeader(k) {
 			delete(h, k)
 		}
 	}

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/caddy-grip/grip/instruct"
 	"go.uber.org/zap"
 )
 
@@ -47,7 +48,7 @@ func (s *session) hijackStream(rc *http.ResponseController) bool {
 	lite := &session{
 		g:   s.g,
 		sub: s.sub,
-		inst: &Instruct{Hold: s.inst.Hold, Channels: s.inst.Channels, KeepAlive: s.inst.KeepAlive,
+		inst: &instruct.Instruction{Hold: s.inst.Hold, Channels: s.inst.Channels, KeepAlive: s.inst.KeepAlive,
 			Next: s.inst.Next},
 		remoteAddr: s.r.RemoteAddr,
 		who:        s.who,

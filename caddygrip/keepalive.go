@@ -3,17 +3,19 @@ package caddygrip
 import (
 	"math/rand/v2"
 	"time"
+
+	"github.com/caddy-grip/grip/instruct"
 )
 
 // keepAliveTimer sends a stream's keep-alive data after a jittered timeout,
 // restarted by published sends in idle mode and free-running in interval
 // mode, as in Pushpin.
 type keepAliveTimer struct {
-	ka *KeepAlive
+	ka *instruct.KeepAlive
 	t  *time.Timer
 }
 
-func newKeepAliveTimer(ka *KeepAlive) *keepAliveTimer {
+func newKeepAliveTimer(ka *instruct.KeepAlive) *keepAliveTimer {
 	k := &keepAliveTimer{ka: ka}
 	if ka != nil {
 		k.t = time.NewTimer(k.next())
@@ -41,7 +43,7 @@ func (k *keepAliveTimer) c() <-chan time.Time {
 
 // sent restarts the timer after published content, in idle mode.
 func (k *keepAliveTimer) sent() {
-	if k.t != nil && k.ka.Mode == KeepAliveIdle {
+	if k.t != nil && k.ka.Mode == instruct.KeepAliveIdle {
 		k.t.Reset(k.next())
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net/url"
 	"time"
 
+	"github.com/caddy-grip/grip/instruct"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 )
@@ -42,7 +43,7 @@ func (l *linker) context() context.Context { return l.origin.context() }
 // header is the client's request headers (already stripped of Grip-* and
 // given Grip-Feature) with a fresh Grip-Sig and a Grip-Last per channel
 // that has a prev-id.
-func (l *linker) header(channels []ChannelSpec) (http.Header, error) {
+func (l *linker) header(channels []instruct.Channel) (http.Header, error) {
 	h := l.origin.orig.Header.Clone()
 	if signer := l.g.signerNow(); signer != nil {
 		tok, err := signer.Token()
@@ -56,7 +57,7 @@ func (l *linker) header(channels []ChannelSpec) (http.Header, error) {
 }
 
 // addGripLast tells the origin the last id seen on each channel.
-func addGripLast(h http.Header, channels []ChannelSpec) {
+func addGripLast(h http.Header, channels []instruct.Channel) {
 	for _, c := range channels {
 		if c.PrevID != "" {
 			h.Add("Grip-Last", c.Name+"; last-id="+c.PrevID)
@@ -67,7 +68,7 @@ func addGripLast(h http.Header, channels []ChannelSpec) {
 // fetchNext GETs the next link until it answers 2xx, at most linkTries
 // times; wait sleeps between attempts and reports false when the hold
 // ended meanwhile.
-func (l *linker) fetchNext(ctx context.Context, u *url.URL, channels []ChannelSpec, wait func(time.Duration) bool) (*capture, error) {
+func (l *linker) fetchNext(ctx context.Context, u *url.URL, channels []instruct.Channel, wait func(time.Duration) bool) (*capture, error) {
 	var lastErr error
 	for attempt := range linkTries {
 		if attempt > 0 {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/caddy-grip/grip/formats"
 	"github.com/caddy-grip/grip/hub"
+	"github.com/caddy-grip/grip/instruct"
 	"go.uber.org/zap"
 )
 
@@ -154,7 +155,7 @@ func (s *session) retry(why string) error {
 	if err != nil {
 		return s.fail(err)
 	}
-	if !IsGrip(res.header) {
+	if !instruct.IsGrip(res.header) {
 		s.hold.because(hub.DisconnectAnswered, nil)
 		s.hold.sent(0, res.body.Len())
 		relayCapture(s.w, res)
@@ -198,7 +199,7 @@ func (s *session) respondPublished(f *formats.HTTPResponse, body []byte) {
 	h := s.inst.Header.Clone()
 	for i, hd := range f.Headers {
 		name := http.CanonicalHeaderKey(hd.Name)
-		if isGripHeader(name) {
+		if instruct.IsGripHeader(name) {
 			continue
 		}
 		if firstOccurrence(f.Headers, i) {

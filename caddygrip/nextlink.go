@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/caddy-grip/grip/hub"
+	"github.com/caddy-grip/grip/instruct"
 	"go.uber.org/zap"
 )
 
@@ -27,13 +28,13 @@ func (s *session) followNext(out streamSink) bool {
 			return false
 		}
 		body := res.body.Bytes()
-		var inst *Instruct
-		if IsGrip(res.header) {
-			inst, err = ParseInstruct(res.status, res.header, body, next)
+		var inst *instruct.Instruction
+		if instruct.IsGrip(res.header) {
+			inst, err = instruct.Parse(res.status, res.header, body, next)
 			if err == nil {
 				err = checkStreamLinks(inst, s.g.ref.hub)
 			}
-			if err == nil && inst.Hold == HoldResponse {
+			if err == nil && inst.Hold == instruct.HoldResponse {
 				err = errNonStreamHold
 			}
 			if err != nil {
@@ -54,7 +55,7 @@ func (s *session) followNext(out streamSink) bool {
 		}
 		out.add(body)
 		s.hold.sent(0, len(body))
-		if inst == nil || (inst.Hold == HoldNone && inst.Next == nil) {
+		if inst == nil || (inst.Hold == instruct.HoldNone && inst.Next == nil) {
 			if s.flushStream(out) {
 				s.hold.because(hub.DisconnectOriginClose, nil)
 				out.finish()
@@ -67,7 +68,7 @@ func (s *session) followNext(out streamSink) bool {
 		if !s.flushStream(out) {
 			return false
 		}
-		if inst.Hold == HoldStream {
+		if inst.Hold == instruct.HoldStream {
 			return true
 		}
 	}
@@ -103,7 +104,7 @@ func (s *session) endAfterFailedLink(out streamSink, link string, err error) {
 // channels it no longer names are left, new ones joined, and its meta,
 // keep-alive and next link replace the old. The gone link stays the first
 // response's, as in Pushpin.
-func (s *session) adopt(inst *Instruct) {
+func (s *session) adopt(inst *instruct.Instruction) {
 	h := s.g.ref.hub
 	for _, old := range s.inst.Channels {
 		if !hasChannel(inst.Channels, old.Name) {
@@ -115,7 +116,7 @@ func (s *session) adopt(inst *Instruct) {
 		s.sub.SetMeta(inst.Meta)
 	}
 	oldChannels := s.inst.Channels
-	s.inst = &Instruct{Hold: inst.Hold, Channels: inst.Channels, KeepAlive: inst.KeepAlive, Meta: inst.Meta, Next: inst.Next}
+	s.inst = &instruct.Instruction{Hold: inst.Hold, Channels: inst.Channels, KeepAlive: inst.KeepAlive, Meta: inst.Meta, Next: inst.Next}
 	clear(s.caughtUp) // the link's prev-ids are the ones that count now
 	for _, c := range inst.Channels {
 		s.sub.SetFilters(c.Name, c.Filters)
@@ -127,7 +128,7 @@ func (s *session) adopt(inst *Instruct) {
 	clear(s.sent)
 }
 
-func hasChannel(list []ChannelSpec, name string) bool {
+func hasChannel(list []instruct.Channel, name string) bool {
 	for _, c := range list {
 		if c.Name == name {
 			return true
@@ -140,13 +141,13 @@ func hasChannel(list []ChannelSpec, name string) bool {
 // next link: nothing could recover a gap (Pushpin's rule and text). A
 // channel that keeps history is the exception: the hub catches the stream
 // up itself.
-func checkStreamLinks(inst *Instruct, h *hub.Hub) error {
-	if inst.Hold != HoldStream || inst.Next != nil {
+func checkStreamLinks(inst *instruct.Instruction, h *hub.Hub) error {
+	if inst.Hold != instruct.HoldStream || inst.Next != nil {
 		return nil
 	}
 	for _, c := range inst.Channels {
 		if c.PrevID != "" && !h.HasHistory(c.Name) {
-			return &InstructError{Header: "Grip-Channel", Msg: fmt.Sprintf("channel '%s' specifies prev-id, but no next link found", c.Name)}
+			return &instruct.Error{Header: "Grip-Channel", Msg: fmt.Sprintf("channel '%s' specifies prev-id, but no next link found", c.Name)}
 		}
 	}
 	return nil
@@ -160,8 +161,8 @@ type linkPoll struct {
 }
 
 // arm starts the timer for inst's next link unless it is running.
-func (p *linkPoll) arm(inst *Instruct) {
-	if p.armed || inst.Next == nil || inst.Hold != HoldStream {
+func (p *linkPoll) arm(inst *instruct.Instruction) {
+	if p.armed || inst.Next == nil || inst.Hold != instruct.HoldStream {
 		return
 	}
 	if p.t == nil {

@@ -65,7 +65,7 @@ func TestPublishKeyTextIsNeverAToken(t *testing.T) {
 // TestPublishAsymmetricKeyAcceptsOnlyVerifiedJWTs checks that an EC public
 // key accepts a JWT signed by its private key, and nothing else.
 func TestPublishAsymmetricKeyAcceptsOnlyVerifiedJWTs(t *testing.T) {
-	p := publishWithKey(t, "file:" + testKeys + "ec256-public.pem")
+	p := publishWithKey(t, "file:"+testKeys+"ec256-public.pem")
 	priv := testECPrivateKey(t)
 	exp := time.Now().Add(time.Hour).Unix()
 	if tok := craft(t, jwt.SigningMethodES256, priv, jwt.MapClaims{"iss": "pub", "exp": exp}); !p.authorized(bearer(tok)) {

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddy-grip/grip/formats"
 	"github.com/caddy-grip/grip/hub"
+	"github.com/caddy-grip/grip/instruct"
 )
 
 // session is one client request under a grip handler, from the origin's
@@ -25,7 +26,7 @@ type session struct {
 	r       *http.Request
 	next    caddyhttp.Handler
 	retries int // origin re-requests for prev-id recovery and hints
-	inst    *Instruct
+	inst    *instruct.Instruction
 	sub     *hub.Subscriber
 	err     error // instructions rejected while deciding
 	// hold counts and logs the hold from its first subscription; nil
@@ -42,7 +43,7 @@ type session struct {
 	originHeader http.Header
 
 	// gone is the first response's gone link, POSTed when the client leaves.
-	gone     *Link
+	gone     *instruct.Link
 	goneSent bool
 	// links fetches next and gone links; nil when the hold has neither.
 	links   *linker
@@ -65,7 +66,7 @@ type session struct {
 // starts a stream hold at once when the headers alone describe it, so that
 // the initial body streams through unbuffered.
 func (s *session) decide(status int, h http.Header) recMode {
-	if !IsGrip(h) {
+	if !instruct.IsGrip(h) {
 		return modePass
 	}
 	origin := h.Clone()
@@ -74,7 +75,7 @@ func (s *session) decide(status int, h http.Header) recMode {
 		s.originHeader = origin
 		return modeBuffer
 	}
-	inst, err := ParseInstruct(status, origin, nil, s.requestURL())
+	inst, err := instruct.Parse(status, origin, nil, s.requestURL())
 	if err == nil {
 		err = checkStreamLinks(inst, s.g.ref.hub)
 	}
@@ -95,12 +96,12 @@ func (s *session) decide(status int, h http.Header) recMode {
 
 // isHeaderStreamHold reports a stream hold given by headers alone.
 func isHeaderStreamHold(h http.Header) bool {
-	return h.Get("Grip-Hold") == "stream" && !isGripInstructType(h.Get("Content-Type"))
+	return h.Get("Grip-Hold") == "stream" && !instruct.IsInstructType(h.Get("Content-Type"))
 }
 
 // serveBuffered handles a GRIP reply whose body was buffered.
 func (s *session) serveBuffered(status int, body []byte) error {
-	inst, err := ParseInstruct(status, s.originHeader, body, s.requestURL())
+	inst, err := instruct.Parse(status, s.originHeader, body, s.requestURL())
 	if err == nil {
 		err = checkStreamLinks(inst, s.g.ref.hub)
 	}
@@ -109,9 +110,9 @@ func (s *session) serveBuffered(status int, body []byte) error {
 	}
 	s.setInstruct(inst)
 	switch inst.Hold {
-	case HoldResponse:
+	case instruct.HoldResponse:
 		return s.holdResponse()
-	case HoldStream:
+	case instruct.HoldStream:
 		return s.startStream()
 	}
 	if inst.Next != nil {
@@ -142,7 +143,7 @@ func (s *session) writeInitial() bool {
 
 // hasBuildID reports a channel with the build-id filter, which rewrites
 // the initial body too.
-func hasBuildID(inst *Instruct) bool {
+func hasBuildID(inst *instruct.Instruction) bool {
 	for _, c := range inst.Channels {
 		if slices.Contains(c.Filters, formats.FilterBuildID) {
 			return true
@@ -168,7 +169,7 @@ func (s *session) renderInitial() bool {
 
 // setInstruct adopts the origin's instructions; the gone link is the
 // first response's only.
-func (s *session) setInstruct(inst *Instruct) {
+func (s *session) setInstruct(inst *instruct.Instruction) {
 	s.inst = inst
 	if s.retries == 0 {
 		s.gone = inst.Gone
@@ -213,7 +214,7 @@ func (s *session) subscribe(kind hub.Kind) {
 // stream on one channel whose origin gave none, the client's
 // Last-Event-ID header (or lastEventId query parameter), as an SSE client
 // sends when it reconnects.
-func (s *session) resumePoint(c ChannelSpec) string {
+func (s *session) resumePoint(c instruct.Channel) string {
 	if c.PrevID != "" || len(s.inst.Channels) != 1 || s.r == nil || !s.g.ref.pooled.resumeLastEventID.Load() {
 		return c.PrevID
 	}
@@ -354,7 +355,7 @@ func (s *session) fail(err error) error {
 	s.g.logger.Error("invalid GRIP instructions from origin",
 		zap.Error(err), zap.String("uri", s.r.RequestURI))
 	msg := err.Error()
-	var ie *InstructError
+	var ie *instruct.Error
 	if errors.As(err, &ie) && ie.Header != "" && !strings.Contains(msg, ie.Header) {
 		msg = ie.Header + ": " + msg
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/caddy-grip/grip/formats"
 	"github.com/caddy-grip/grip/hub"
+	"github.com/caddy-grip/grip/instruct"
 )
 
 // holdStream appends each published http-stream item to the response,
@@ -87,7 +88,7 @@ func (s *session) streamLoop(out streamSink) {
 		s.linkCtx = ctx
 	}
 	// A page (no hold) goes straight on to the next one.
-	fetch := s.inst.Next != nil && (s.inst.Hold == HoldNone || s.missedBeforeSubscribing())
+	fetch := s.inst.Next != nil && (s.inst.Hold == instruct.HoldNone || s.missedBeforeSubscribing())
 	stale := 0
 	var batch []hub.Delivery
 	for {
@@ -200,7 +201,7 @@ func (s *session) deliverStream(out streamSink, batch []hub.Delivery) (step stre
 }
 
 // channelSpec is the hold's entry for channel, or nil.
-func (s *session) channelSpec(channel string) *ChannelSpec {
+func (s *session) channelSpec(channel string) *instruct.Channel {
 	for i := range s.inst.Channels {
 		if s.inst.Channels[i].Name == channel {
 			return &s.inst.Channels[i]

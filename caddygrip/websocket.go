@@ -18,6 +18,7 @@ import (
 	"github.com/gorilla/websocket"
 	"go.uber.org/zap"
 
+	"github.com/caddy-grip/grip/instruct"
 	"github.com/caddy-grip/grip/wsoverhttp"
 )
 
@@ -231,13 +232,13 @@ func isEventsResponse(res *capture) bool {
 
 // isEventsType reports a Content-Type of WebSocket-over-HTTP events,
 // parameters aside.
-func isEventsType(ct string) bool { return mediaTypeIs(ct, wsoverhttp.ContentType) }
+func isEventsType(ct string) bool { return instruct.MediaTypeIs(ct, wsoverhttp.ContentType) }
 
 // relayCapture answers the client with an origin response as it is.
 func relayCapture(w http.ResponseWriter, res *capture) {
 	h := w.Header()
 	for k, v := range res.header {
-		if !isGripHeader(k) {
+		if !instruct.IsGripHeader(k) {
 			h[k] = v
 		}
 	}
@@ -259,7 +260,7 @@ func clientHandshakeHeader(origin http.Header) http.Header {
 		case k == "Content-Length", k == "Content-Type", k == "Keep-Alive-Interval",
 			k == "Sec-Websocket-Extensions", k == "Sec-Websocket-Protocol",
 			k == "Connection", k == "Upgrade", k == "Transfer-Encoding",
-			strings.HasPrefix(k, "Set-Meta-"), isGripHeader(k):
+			strings.HasPrefix(k, "Set-Meta-"), instruct.IsGripHeader(k):
 		default:
 			h[k] = v
 		}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/caddy-grip/grip/formats"
 	"github.com/caddy-grip/grip/hub"
+	"github.com/caddy-grip/grip/instruct"
 	"github.com/caddy-grip/grip/wsoverhttp"
 )
 
@@ -456,14 +457,14 @@ func (s *wsSession) control(payload []byte) (over bool) {
 	h := s.g.ref.hub
 	switch c.Type {
 	case wsoverhttp.ControlSubscribe:
-		if len(c.Filters) > MaxFilters {
-			err := fmt.Errorf("subscribe to %q with %d filters, more than %d", c.Channel, len(c.Filters), MaxFilters)
+		if len(c.Filters) > instruct.MaxFilters {
+			err := fmt.Errorf("subscribe to %q with %d filters, more than %d", c.Channel, len(c.Filters), instruct.MaxFilters)
 			s.g.logger.Warn("invalid control message from origin", zap.Error(err), zap.String("connection_id", s.connID))
 			s.hold.because(hub.DisconnectOriginError, err)
 			s.writeClose(websocket.CloseInternalServerErr, "too many filters")
 			return true
 		}
-		if len(s.sub.Channels()) < MaxChannels {
+		if len(s.sub.Channels()) < instruct.MaxChannels {
 			s.sub.SetFilters(c.Channel, c.Filters)
 			if c.PrevID != "" && s.g.ref.pooled.resumeWebSocket.Load() {
 				// The history's websocket extension: what followed prev-id

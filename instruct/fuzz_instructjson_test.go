@@ -1,4 +1,4 @@
-package caddygrip
+package instruct
 
 import (
 	"errors"
@@ -12,7 +12,7 @@ import (
 
 // FuzzParseInstructJSON feeds arbitrary application/grip-instruct bodies to
 // the instruction parser: it must never panic, must fail only with a complete
-// *InstructError, must give the same result twice, and a success must hold
+// *Error, must give the same result twice, and a success must hold
 // within the limits with well-formed headers.
 func FuzzParseInstructJSON(f *testing.F) {
 	for _, s := range []string{
@@ -25,15 +25,15 @@ func FuzzParseInstructJSON(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body string) {
 		h := http.Header{"Content-Type": {jsonType}}
-		in, err := ParseInstruct(200, h.Clone(), []byte(body), testReqURL)
-		in2, err2 := ParseInstruct(200, h.Clone(), []byte(body), testReqURL)
+		in, err := Parse(200, h.Clone(), []byte(body), testReqURL)
+		in2, err2 := Parse(200, h.Clone(), []byte(body), testReqURL)
 		if (err == nil) != (err2 == nil) || err == nil && !reflect.DeepEqual(in, in2) {
 			t.Fatalf("not deterministic: %v / %v", err, err2)
 		}
 		if err != nil {
-			var ie *InstructError
+			var ie *Error
 			if !errors.As(err, &ie) || ie.Msg == "" || ie.Header == "" {
-				t.Fatalf("error %#v is not a complete *InstructError", err)
+				t.Fatalf("error %#v is not a complete *Error", err)
 			}
 			return
 		}

@@ -1,4 +1,4 @@
-package caddygrip
+package instruct
 
 import (
 	"bytes"
@@ -213,8 +213,8 @@ func (p *instructParser) parseJSONHold(hold jsonObject) error {
 	return nil
 }
 
-func parseJSONChannel(raw json.RawMessage) (ChannelSpec, error) {
-	var c ChannelSpec
+func parseJSONChannel(raw json.RawMessage) (Channel, error) {
+	var c Channel
 	o, ok := decodeJSONObject(raw)
 	if !ok {
 		return c, jsonErr("channel is not an object")
@@ -309,7 +309,7 @@ func parseJSONHeaders(raw json.RawMessage) (http.Header, error) {
 		if strings.ContainsAny(value, "\r\n\x00") {
 			return jsonErr("headers contains '%s' with invalid value", name)
 		}
-		if !isGripHeader(name) && !strings.EqualFold(name, "Content-Length") {
+		if !IsGripHeader(name) && !strings.EqualFold(name, "Content-Length") {
 			h.Add(name, value)
 		}
 		return nil

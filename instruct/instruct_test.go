@@ -1,4 +1,4 @@
-package caddygrip
+package instruct
 
 import (
 	"errors"
@@ -29,18 +29,18 @@ func hdr(kv ...string) http.Header {
 	return h
 }
 
-func mustParse(t *testing.T, status int, h http.Header, body string) *Instruct {
+func mustParse(t *testing.T, status int, h http.Header, body string) *Instruction {
 	t.Helper()
-	in, err := ParseInstruct(status, h, []byte(body), testReqURL)
+	in, err := Parse(status, h, []byte(body), testReqURL)
 	if err != nil {
-		t.Fatalf("ParseInstruct: %v", err)
+		t.Fatalf("Parse: %v", err)
 	}
 	return in
 }
 
-func chans(specs ...ChannelSpec) []ChannelSpec { return specs }
+func chans(specs ...Channel) []Channel { return specs }
 
-func wantChannels(t *testing.T, in *Instruct, want []ChannelSpec) {
+func wantChannels(t *testing.T, in *Instruction, want []Channel) {
 	t.Helper()
 	if !reflect.DeepEqual(in.Channels, want) {
 		t.Errorf("Channels = %+v; want %+v", in.Channels, want)
@@ -90,7 +90,7 @@ func TestPushpinResponseHold(t *testing.T) {
 	if in.Hold != HoldResponse || in.Timeout != 120*time.Second {
 		t.Errorf("Hold, Timeout = %v, %v", in.Hold, in.Timeout)
 	}
-	wantChannels(t, in, chans(ChannelSpec{Name: "apple"}, ChannelSpec{Name: "banana"}, ChannelSpec{Name: "cherry"}))
+	wantChannels(t, in, chans(Channel{Name: "apple"}, Channel{Name: "banana"}, Channel{Name: "cherry"}))
 	if want := map[string]string{"foo": "bar", "bar": "baz"}; !reflect.DeepEqual(in.Meta, want) {
 		t.Errorf("Meta = %v; want %v", in.Meta, want)
 	}
@@ -104,7 +104,7 @@ func TestPushpinResponseHold(t *testing.T) {
 	if in.Hold != HoldResponse || in.Timeout != 120*time.Second || in.Status != 200 {
 		t.Errorf("JSON: Hold, Timeout, Status = %v, %v, %d", in.Hold, in.Timeout, in.Status)
 	}
-	wantChannels(t, in, chans(ChannelSpec{Name: "test"}))
+	wantChannels(t, in, chans(Channel{Name: "test"}))
 	if want := map[string]string{"foo": "bar", "bar": "baz"}; !reflect.DeepEqual(in.Meta, want) {
 		t.Errorf("JSON Meta = %v; want %v", in.Meta, want)
 	}
@@ -115,9 +115,9 @@ func TestPushpinResponseHold(t *testing.T) {
 
 func TestPushpinResponseHoldChannelParams(t *testing.T) {
 	want := chans(
-		ChannelSpec{Name: "apple", PrevID: "item1", Filters: []string{"f1"}},
-		ChannelSpec{Name: "banana", Filters: []string{"f2"}},
-		ChannelSpec{Name: "cherry", Filters: []string{"f1", "f2"}},
+		Channel{Name: "apple", PrevID: "item1", Filters: []string{"f1"}},
+		Channel{Name: "banana", Filters: []string{"f2"}},
+		Channel{Name: "cherry", Filters: []string{"f1", "f2"}},
 	)
 	h := hdr("Content-Type", "text/plain", "Grip-Hold", "response",
 		"Grip-Channel", "apple; prev-id=item1; filter=f1",
@@ -145,7 +145,7 @@ func TestPushpinStreamHold(t *testing.T) {
 	if in.Hold != HoldStream || in.KeepAlive != nil {
 		t.Errorf("Hold, KeepAlive = %v, %v", in.Hold, in.KeepAlive)
 	}
-	wantChannels(t, in, chans(ChannelSpec{Name: "apple"}, ChannelSpec{Name: "banana"}, ChannelSpec{Name: "cherry"}))
+	wantChannels(t, in, chans(Channel{Name: "apple"}, Channel{Name: "banana"}, Channel{Name: "cherry"}))
 
 	in = mustParse(t, 200, hdr("Content-Type", jsonType),
 		`{"hold":{"mode":"stream","channels":[{"name":"test"}]},"response":{"code": 200,`+
@@ -153,7 +153,7 @@ func TestPushpinStreamHold(t *testing.T) {
 	if in.Hold != HoldStream || string(in.Body) != "hello world" {
 		t.Errorf("JSON: %v %q", in.Hold, in.Body)
 	}
-	wantChannels(t, in, chans(ChannelSpec{Name: "test"}))
+	wantChannels(t, in, chans(Channel{Name: "test"}))
 }
 
 func TestPushpinStreamHoldKeepAlive(t *testing.T) {
@@ -184,7 +184,7 @@ func TestParseInstructErrors(t *testing.T) {
 		status int
 		h      http.Header
 		body   string
-		header string // InstructError.Header
+		header string // Error.Header
 		msg    string
 	}{
 		{"unknown hold", 200, hdr("Grip-Hold", "Stream"), "", "Grip-Hold",
@@ -313,13 +313,13 @@ func TestParseInstructErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, err := ParseInstruct(tt.status, tt.h, []byte(tt.body), testReqURL)
-			var ie *InstructError
+			in, err := Parse(tt.status, tt.h, []byte(tt.body), testReqURL)
+			var ie *Error
 			if !errors.As(err, &ie) {
-				t.Fatalf("ParseInstruct = %+v, %v; want an *InstructError", in, err)
+				t.Fatalf("Parse = %+v, %v; want an *Error", in, err)
 			}
 			if in != nil {
-				t.Errorf("ParseInstruct returned an Instruct with its error")
+				t.Errorf("Parse returned an Instruction with its error")
 			}
 			if ie.Header != tt.header || ie.Msg != tt.msg || err.Error() != tt.msg {
 				t.Errorf("error = {%q %q}; want {%q %q}", ie.Header, ie.Msg, tt.header, tt.msg)
@@ -348,37 +348,37 @@ func TestGripHoldModes(t *testing.T) {
 
 func TestGripChannelRules(t *testing.T) {
 	many := make([]string, 25)
-	var want20 []ChannelSpec
+	var want20 []Channel
 	for i := range many {
 		many[i] = "c" + string(rune('a'+i))
 		if i < MaxChannels {
-			want20 = append(want20, ChannelSpec{Name: many[i]})
+			want20 = append(want20, Channel{Name: many[i]})
 		}
 	}
 	tests := []struct {
 		name  string
 		value []string
-		want  []ChannelSpec
+		want  []Channel
 	}{
 		{"comma list across headers", []string{"a, b", "c"},
-			chans(ChannelSpec{Name: "a"}, ChannelSpec{Name: "b"}, ChannelSpec{Name: "c"})},
+			chans(Channel{Name: "a"}, Channel{Name: "b"}, Channel{Name: "c"})},
 		{"five filters allowed", []string{"x; filter=1; filter=2; filter=3; filter=4; filter=5"},
-			chans(ChannelSpec{Name: "x", Filters: []string{"1", "2", "3", "4", "5"}})},
+			chans(Channel{Name: "x", Filters: []string{"1", "2", "3", "4", "5"}})},
 		{"param names are case-insensitive", []string{"x; Prev-Id=7; FILTER=skip-self"},
-			chans(ChannelSpec{Name: "x", PrevID: "7", Filters: []string{"skip-self"}})},
+			chans(Channel{Name: "x", PrevID: "7", Filters: []string{"skip-self"}})},
 		{"quoted values", []string{`x; prev-id="a,b;c"; filter="f\"1"`},
-			chans(ChannelSpec{Name: "x", PrevID: "a,b;c", Filters: []string{`f"1`}})},
-		{"unknown params ignored", []string{"x; color=red"}, chans(ChannelSpec{Name: "x"})},
-		{"empty filter ignored", []string{"x; filter="}, chans(ChannelSpec{Name: "x"})},
+			chans(Channel{Name: "x", PrevID: "a,b;c", Filters: []string{`f"1`}})},
+		{"unknown params ignored", []string{"x; color=red"}, chans(Channel{Name: "x"})},
+		{"empty filter ignored", []string{"x; filter="}, chans(Channel{Name: "x"})},
 		// Pushpin's httpheaderstest vector applied to channels.
 		{"entry with a bad quote dropped", []string{`apple; type=gala, banana; type="yellow, cherry`},
-			chans(ChannelSpec{Name: "apple"})},
+			chans(Channel{Name: "apple"})},
 		{"bad quote in the only entry", []string{`a; filter="x`}, nil},
-		{"bad quote in one header only", []string{`a; filter="x`, "b"}, chans(ChannelSpec{Name: "b"})},
-		{"empty entries skipped", []string{",a,, b,", ""}, chans(ChannelSpec{Name: "a"}, ChannelSpec{Name: "b"})},
-		{"entry without a name skipped", []string{"; prev-id=3, a"}, chans(ChannelSpec{Name: "a"})},
+		{"bad quote in one header only", []string{`a; filter="x`, "b"}, chans(Channel{Name: "b"})},
+		{"empty entries skipped", []string{",a,, b,", ""}, chans(Channel{Name: "a"}, Channel{Name: "b"})},
+		{"entry without a name skipped", []string{"; prev-id=3, a"}, chans(Channel{Name: "a"})},
 		{"repeat updates the first entry", []string{"a; prev-id=1; filter=f, b", "a; prev-id=2"},
-			chans(ChannelSpec{Name: "a", PrevID: "2"}, ChannelSpec{Name: "b"})},
+			chans(Channel{Name: "a", PrevID: "2"}, Channel{Name: "b"})},
 		{"more than MaxChannels truncated", []string{strings.Join(many, ", ")}, want20},
 	}
 	for _, tt := range tests {
@@ -564,7 +564,7 @@ func TestGripLinkRules(t *testing.T) {
 }
 
 func TestGripLinkStaysRelativeWithoutRequestURL(t *testing.T) {
-	in, err := ParseInstruct(200, hdr("Grip-Link", "</n?a=1>; rel=next"), nil, nil)
+	in, err := Parse(200, hdr("Grip-Link", "</n?a=1>; rel=next"), nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -622,40 +622,40 @@ func TestJSONInstruct(t *testing.T) {
 		name  string
 		h     http.Header
 		body  string
-		check func(t *testing.T, in *Instruct)
+		check func(t *testing.T, in *Instruction)
 	}{
-		{"mode defaults to response", nil, `{"hold":{"channels":[{"name":"a"}]}}`, func(t *testing.T, in *Instruct) {
+		{"mode defaults to response", nil, `{"hold":{"channels":[{"name":"a"}]}}`, func(t *testing.T, in *Instruction) {
 			if in.Hold != HoldResponse || in.Timeout != 55*time.Second {
 				t.Errorf("Hold, Timeout = %v, %v", in.Hold, in.Timeout)
 			}
 		}},
-		{"timeout minimum", nil, `{"hold":{"channels":[],"timeout":1}}`, func(t *testing.T, in *Instruct) {
+		{"timeout minimum", nil, `{"hold":{"channels":[],"timeout":1}}`, func(t *testing.T, in *Instruction) {
 			if in.Timeout != 5*time.Second {
 				t.Errorf("Timeout = %v", in.Timeout)
 			}
 		}},
 		{"JSON hold overrides Grip-Hold", hdr("Grip-Hold", "response", "Grip-Timeout", "10"),
-			`{"hold":{"mode":"stream","channels":[],"timeout":20}}`, func(t *testing.T, in *Instruct) {
+			`{"hold":{"mode":"stream","channels":[],"timeout":20}}`, func(t *testing.T, in *Instruction) {
 				if in.Hold != HoldStream || in.Timeout != 20*time.Second {
 					t.Errorf("Hold, Timeout = %v, %v", in.Hold, in.Timeout)
 				}
 			}},
 		{"no JSON hold keeps Grip-Hold", hdr("Grip-Hold", "stream", "Grip-Channel", "h"), `{}`,
-			func(t *testing.T, in *Instruct) {
+			func(t *testing.T, in *Instruction) {
 				if in.Hold != HoldStream {
 					t.Errorf("Hold = %v", in.Hold)
 				}
-				wantChannels(t, in, chans(ChannelSpec{Name: "h"}))
+				wantChannels(t, in, chans(Channel{Name: "h"}))
 			}},
 		{"channels and meta add to the headers'", hdr("Grip-Channel", "h", "Grip-Set-Meta", "a=1, b=2"),
-			`{"hold":{"channels":[{"name":"j"}],"meta":{"b":"3"}}}`, func(t *testing.T, in *Instruct) {
-				wantChannels(t, in, chans(ChannelSpec{Name: "h"}, ChannelSpec{Name: "j"}))
+			`{"hold":{"channels":[{"name":"j"}],"meta":{"b":"3"}}}`, func(t *testing.T, in *Instruction) {
+				wantChannels(t, in, chans(Channel{Name: "h"}, Channel{Name: "j"}))
 				if want := map[string]string{"a": "1", "b": "3"}; !reflect.DeepEqual(in.Meta, want) {
 					t.Errorf("Meta = %v; want %v", in.Meta, want)
 				}
 			}},
 		{"keep-alive content is interval", nil, `{"hold":{"mode":"stream","channels":[],"keep-alive":{"content":"ka"}}}`,
-			func(t *testing.T, in *Instruct) {
+			func(t *testing.T, in *Instruction) {
 				want := &KeepAlive{Data: []byte("ka"), Timeout: 55 * time.Second, Mode: KeepAliveInterval}
 				if !reflect.DeepEqual(in.KeepAlive, want) {
 					t.Errorf("KeepAlive = %+v; want %+v", in.KeepAlive, want)
@@ -663,90 +663,90 @@ func TestJSONInstruct(t *testing.T) {
 			}},
 		{"keep-alive content-bin wins, timeout 0 is 1s", nil,
 			`{"hold":{"channels":[],"keep-alive":{"content":"x","content-bin":"cGluZzMK","timeout":0}}}`,
-			func(t *testing.T, in *Instruct) {
+			func(t *testing.T, in *Instruction) {
 				want := &KeepAlive{Data: []byte("ping3\n"), Timeout: time.Second, Mode: KeepAliveInterval}
 				if !reflect.DeepEqual(in.KeepAlive, want) {
 					t.Errorf("KeepAlive = %+v; want %+v", in.KeepAlive, want)
 				}
 			}},
 		{"keep-alive without content keeps the header's data and mode", hdr("Grip-Keep-Alive", "hk; timeout=9"),
-			`{"hold":{"channels":[],"keep-alive":{"timeout":30}}}`, func(t *testing.T, in *Instruct) {
+			`{"hold":{"channels":[],"keep-alive":{"timeout":30}}}`, func(t *testing.T, in *Instruction) {
 				want := &KeepAlive{Data: []byte("hk"), Timeout: 30 * time.Second, Mode: KeepAliveIdle}
 				if !reflect.DeepEqual(in.KeepAlive, want) {
 					t.Errorf("KeepAlive = %+v; want %+v", in.KeepAlive, want)
 				}
 			}},
 		{"keep-alive without any content is none", nil, `{"hold":{"channels":[],"keep-alive":{"content":""}}}`,
-			func(t *testing.T, in *Instruct) {
+			func(t *testing.T, in *Instruction) {
 				if in.KeepAlive != nil {
 					t.Errorf("KeepAlive = %+v; want nil", in.KeepAlive)
 				}
 			}},
 		{"origin headers and body replaced", hdr("X-Origin", "1"), `{"hold":{"channels":[]}}`,
-			func(t *testing.T, in *Instruct) {
+			func(t *testing.T, in *Instruction) {
 				if len(in.Header) != 0 || in.Header == nil || in.Body != nil || in.Status != 200 {
 					t.Errorf("Header, Body, Status = %v, %q, %d", in.Header, in.Body, in.Status)
 				}
 			}},
 		{"Grip-Status applies without response.code", hdr("Grip-Status", "404 Gone Fishing"),
-			`{"response":{"body":"x"}}`, func(t *testing.T, in *Instruct) {
+			`{"response":{"body":"x"}}`, func(t *testing.T, in *Instruction) {
 				if in.Status != 404 || in.Reason != "Gone Fishing" {
 					t.Errorf("Status, Reason = %d %q", in.Status, in.Reason)
 				}
 			}},
 		{"response.code clears the Grip-Status reason", hdr("Grip-Status", "404 Gone Fishing"),
-			`{"response":{"code":410}}`, func(t *testing.T, in *Instruct) {
+			`{"response":{"code":410}}`, func(t *testing.T, in *Instruction) {
 				if in.Status != 410 || in.Reason != "" {
 					t.Errorf("Status, Reason = %d %q", in.Status, in.Reason)
 				}
 			}},
 		{"response code and reason", nil, `{"response":{"code":403,"reason":"Nope"}}`,
-			func(t *testing.T, in *Instruct) {
+			func(t *testing.T, in *Instruction) {
 				if in.Status != 403 || in.Reason != "Nope" {
 					t.Errorf("Status, Reason = %d %q", in.Status, in.Reason)
 				}
 			}},
 		{"headers as pairs keep order; Grip-* and Content-Length dropped", nil,
 			`{"response":{"headers":[["X-A","1"],["Content-Length","9"],["x-a","2"],["Grip-Hold","stream"]]}}`,
-			func(t *testing.T, in *Instruct) {
+			func(t *testing.T, in *Instruction) {
 				if want := (http.Header{"X-A": {"1", "2"}}); !reflect.DeepEqual(in.Header, want) {
 					t.Errorf("Header = %v; want %v", in.Header, want)
 				}
 			}},
 		{"headers as an object keep order", nil, `{"response":{"headers":{"x-a":"1","X-A":"2","B":"3"}}}`,
-			func(t *testing.T, in *Instruct) {
+			func(t *testing.T, in *Instruction) {
 				if want := (http.Header{"X-A": {"1", "2"}, "B": {"3"}}); !reflect.DeepEqual(in.Header, want) {
 					t.Errorf("Header = %v; want %v", in.Header, want)
 				}
 			}},
 		{"JSON headers are not filtered by Grip-Expose-Headers", hdr("Grip-Expose-Headers", "X-A"),
-			`{"response":{"headers":{"X-B":"1"}}}`, func(t *testing.T, in *Instruct) {
+			`{"response":{"headers":{"X-B":"1"}}}`, func(t *testing.T, in *Instruction) {
 				if in.Header.Get("X-B") != "1" {
 					t.Errorf("Header = %v", in.Header)
 				}
 			}},
 		{"body-bin wins over body", nil, `{"response":{"body":"text","body-bin":"AAEC"}}`,
-			func(t *testing.T, in *Instruct) {
+			func(t *testing.T, in *Instruction) {
 				if string(in.Body) != "\x00\x01\x02" {
 					t.Errorf("Body = %q", in.Body)
 				}
 			}},
 		{"Grip-Link still applies", hdr("Grip-Link", "</n>; rel=next"), `{"hold":{"mode":"stream","channels":[]}}`,
-			func(t *testing.T, in *Instruct) {
+			func(t *testing.T, in *Instruction) {
 				if in.Next == nil || in.Next.URL.String() != "http://example.com/n" {
 					t.Errorf("Next = %+v", in.Next)
 				}
 			}},
 		{"null members are absent", nil,
 			`{"hold":{"mode":null,"channels":[{"name":"a","prev-id":null,"filters":null}],"timeout":null,"keep-alive":null,"meta":null},"response":null}`,
-			func(t *testing.T, in *Instruct) {
+			func(t *testing.T, in *Instruction) {
 				if in.Hold != HoldResponse || in.KeepAlive != nil || in.Meta != nil {
 					t.Errorf("%+v", in)
 				}
-				wantChannels(t, in, chans(ChannelSpec{Name: "a"}))
+				wantChannels(t, in, chans(Channel{Name: "a"}))
 			}},
 		{"content type with parameters and any case", hdr("Content-Type", "Application/GRIP-Instruct; charset=utf-8"),
-			`{"hold":{"mode":"stream","channels":[]}}`, func(t *testing.T, in *Instruct) {
+			`{"hold":{"mode":"stream","channels":[]}}`, func(t *testing.T, in *Instruction) {
 				if in.Hold != HoldStream {
 					t.Errorf("Hold = %v", in.Hold)
 				}
@@ -813,11 +813,11 @@ func FuzzParseInstruct(f *testing.F) {
 				h.Set(k, v)
 			}
 		}
-		in, err := ParseInstruct(200, h, []byte(body), testReqURL)
+		in, err := Parse(200, h, []byte(body), testReqURL)
 		if err != nil {
-			var ie *InstructError
+			var ie *Error
 			if !errors.As(err, &ie) || ie.Msg == "" || ie.Header == "" {
-				t.Fatalf("error %#v is not a complete *InstructError", err)
+				t.Fatalf("error %#v is not a complete *Error", err)
 			}
 			return
 		}
@@ -836,7 +836,7 @@ func FuzzParseInstruct(f *testing.F) {
 			t.Fatalf("bad status %d", in.Status)
 		}
 		for k := range in.Header {
-			if isGripHeader(k) || strings.EqualFold(k, "Content-Length") {
+			if IsGripHeader(k) || strings.EqualFold(k, "Content-Length") {
 				t.Fatalf("header %q kept", k)
 			}
 		}

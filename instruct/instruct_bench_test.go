@@ -1,4 +1,4 @@
-package caddygrip
+package instruct
 
 import (
 	"net/http"
@@ -57,7 +57,7 @@ func BenchmarkParseInstructStream(b *testing.B) {
 	body := []byte("event: hello\ndata: {}\n\n")
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := ParseInstruct(http.StatusOK, h, body, testReqURL); err != nil {
+		if _, err := Parse(http.StatusOK, h, body, testReqURL); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -70,7 +70,7 @@ func BenchmarkParseInstructJSON(b *testing.B) {
 		`"headers":{"Content-Type":"text/event-stream","Cache-Control":"no-cache"},"body":"event: hello\ndata: {}\n\n"}}`)
 	b.ReportAllocs()
 	for b.Loop() {
-		if _, err := ParseInstruct(http.StatusOK, h, body, testReqURL); err != nil {
+		if _, err := Parse(http.StatusOK, h, body, testReqURL); err != nil {
 			b.Fatal(err)
 		}
 	}

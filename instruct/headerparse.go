@@ -1,4 +1,4 @@
-package caddygrip
+package instruct
 
 import (
 	"errors"
@@ -184,9 +184,9 @@ func isHeaderSpace(c byte) bool {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n' || c == '\v' || c == '\f'
 }
 
-// mediaTypeIs reports whether a Content-Type value names the media type
+// MediaTypeIs reports whether a Content-Type value names the media type
 // want, parameters aside, compared case-insensitively.
-func mediaTypeIs(ct, want string) bool {
+func MediaTypeIs(ct, want string) bool {
 	if i := strings.IndexByte(ct, ';'); i >= 0 {
 		ct = ct[:i]
 	}

@@ -1,4 +1,4 @@
-package caddygrip
+package instruct
 
 import (
 	"errors"

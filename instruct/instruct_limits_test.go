@@ -1,4 +1,4 @@
-package caddygrip
+package instruct
 
 import (
 	"errors"
@@ -35,16 +35,16 @@ func TestInstructRefusesChannelsLongerThanAPublishMayName(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			in, err := ParseInstruct(200, tt.h, []byte(tt.body), testReqURL)
+			in, err := Parse(200, tt.h, []byte(tt.body), testReqURL)
 			if tt.want == "" {
 				if err != nil || len(in.Channels) != 1 {
-					t.Fatalf("ParseInstruct = %v, %v; want one channel", in, err)
+					t.Fatalf("Parse = %v, %v; want one channel", in, err)
 				}
 				return
 			}
-			var ie *InstructError
+			var ie *Error
 			if !errors.As(err, &ie) || !strings.Contains(ie.Msg, tt.want) {
-				t.Fatalf("ParseInstruct error = %v, want an InstructError containing %q", err, tt.want)
+				t.Fatalf("Parse error = %v, want an Error containing %q", err, tt.want)
 			}
 		})
 	}

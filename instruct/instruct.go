@@ -1,4 +1,8 @@
-package caddygrip
+// Package instruct reads the GRIP instructions of an origin's response:
+// the Grip-* headers and the application/grip-instruct JSON body, with
+// Pushpin's rules, defaults and error texts (handler/instruct.cpp). It
+// imports nothing from Caddy.
+package instruct
 
 import (
 	"errors"
@@ -12,10 +16,7 @@ import (
 	"github.com/caddy-grip/grip/formats"
 )
 
-// This file reads the GRIP instructions of an origin response, the Grip-*
-// headers and the application/grip-instruct JSON body, with Pushpin's rules,
-// defaults and error texts (handler/instruct.cpp). The JSON form is read in
-// instructjson.go.
+// The header form is read in this file, the JSON form in instructjson.go.
 
 // HoldMode says what the proxy does with the client connection.
 type HoldMode uint8
@@ -48,7 +49,7 @@ const (
 // Pushpin's limits on what one instruct subscribes to.
 const (
 	// MaxChannels caps the channels of one connection (Pushpin's
-	// connection_subscription_max); ParseInstruct silently drops the rest.
+	// connection_subscription_max); Parse silently drops the rest.
 	MaxChannels = 20
 	// MaxFilters caps the filters of one channel; more is an error.
 	MaxFilters = 5
@@ -67,8 +68,8 @@ const (
 	gripInstructType       = "application/grip-instruct"
 )
 
-// ChannelSpec is one channel an instruct subscribes the client to.
-type ChannelSpec struct {
+// Channel is one channel an instruct subscribes the client to.
+type Channel struct {
 	Name string
 	// PrevID is the ID of the last item the origin included ("" if none);
 	// a published item must follow it.
@@ -93,13 +94,13 @@ type Link struct {
 	Timeout time.Duration
 }
 
-// Instruct is the GRIP instructions of one origin response, validated and
+// Instruction is the GRIP instructions of one origin response, validated and
 // with Pushpin's defaults applied.
-type Instruct struct {
+type Instruction struct {
 	Hold HoldMode
 	// Channels holds at most MaxChannels entries with distinct names; a
 	// repeated name updates the earlier entry's PrevID and Filters.
-	Channels []ChannelSpec
+	Channels []Channel
 	// Timeout bounds a response hold: Grip-Timeout, default 55s, at least 5s.
 	Timeout time.Duration
 	// KeepAlive is used by stream holds; nil when none.
@@ -130,21 +131,21 @@ type Instruct struct {
 	Body []byte
 }
 
-// InstructError names the offending header (or "body") and why; the
+// Error names the offending header (or "body") and why; the
 // handler logs it and answers 502.
-type InstructError struct {
+type Error struct {
 	Header string // e.g. "Grip-Channel", or "body" for a JSON instruct
 	Msg    string // Pushpin's text where it has one
 }
 
 // Error returns the message alone; it names the header or JSON field.
-func (e *InstructError) Error() string { return e.Msg }
+func (e *Error) Error() string { return e.Msg }
 
 // channelTooLong explains why an instruction's channel is refused: a name
 // or prev-id longer than a publish may name (formats.DefaultMaxChannelLen,
 // formats.DefaultMaxIDLen), which no publish could reach and which would be
 // kept as a map key; "" when it fits.
-func channelTooLong(c ChannelSpec) string {
+func channelTooLong(c Channel) string {
 	switch {
 	case len(c.Name) > formats.DefaultMaxChannelLen:
 		return fmt.Sprintf("channel name of %d bytes, more than %d", len(c.Name), formats.DefaultMaxChannelLen)
@@ -155,7 +156,7 @@ func channelTooLong(c ChannelSpec) string {
 }
 
 func instructErr(header, format string, args ...any) error {
-	return &InstructError{Header: header, Msg: fmt.Sprintf(format, args...)}
+	return &Error{Header: header, Msg: fmt.Sprintf(format, args...)}
 }
 
 // IsGrip reports whether an origin response carries GRIP instructions (any
@@ -168,12 +169,12 @@ func IsGrip(h http.Header) bool {
 		}
 		switch k[0] | 0x20 { // a cheap first-letter test before the real one
 		case 'g':
-			if isGripHeader(k) {
+			if IsGripHeader(k) {
 				return true
 			}
 		case 'c':
 			if len(v) > 0 && len(k) == len("Content-Type") && strings.EqualFold(k, "Content-Type") &&
-				isGripInstructType(v[0]) {
+				IsInstructType(v[0]) {
 				return true
 			}
 		}
@@ -181,15 +182,15 @@ func IsGrip(h http.Header) bool {
 	return false
 }
 
-// isGripHeader reports a header name that starts with Grip-, in any case:
+// IsGripHeader reports a header name that starts with Grip-, in any case:
 // GRIP's own headers, which never pass between client and origin as they are.
-func isGripHeader(name string) bool {
+func IsGripHeader(name string) bool {
 	return len(name) >= 5 && strings.EqualFold(name[:5], "Grip-")
 }
 
-// isGripInstructType reports a Content-Type value whose media type (before
+// IsInstructType reports a Content-Type value whose media type (before
 // any ';') is application/grip-instruct, compared case-insensitively.
-func isGripInstructType(ct string) bool { return mediaTypeIs(ct, gripInstructType) }
+func IsInstructType(ct string) bool { return MediaTypeIs(ct, gripInstructType) }
 
 // gripHeaderValues gathers the GRIP headers of a response in one pass over
 // the map, so that names match case-insensitively even in a non-canonical map.
@@ -201,7 +202,7 @@ type gripHeaderValues struct {
 func collectGripHeaders(h http.Header) *gripHeaderValues {
 	g := new(gripHeaderValues)
 	for k, v := range h {
-		if !isGripHeader(k) {
+		if !IsGripHeader(k) {
 			if strings.EqualFold(k, "Content-Type") {
 				g.contentType = append(g.contentType, v...)
 			}
@@ -233,10 +234,10 @@ func collectGripHeaders(h http.Header) *gripHeaderValues {
 	return g
 }
 
-// instructParser carries the state ParseInstruct builds up: the headers are
+// instructParser carries the state Parse builds up: the headers are
 // read first, then a JSON instruct overrides them, then defaults apply.
 type instructParser struct {
-	in     *Instruct
+	in     *Instruction
 	reqURL *url.URL
 
 	haveKeepAlive bool // a keep-alive was given (header or JSON)
@@ -246,12 +247,12 @@ type instructParser struct {
 	kaMode        KeepAliveMode
 }
 
-// ParseInstruct reads the instructions in an origin response. reqURL, the
+// Parse reads the instructions in an origin response. reqURL, the
 // absolute URL the client requested, resolves relative links; with a nil
-// reqURL they stay relative. Errors are *InstructError.
-func ParseInstruct(status int, h http.Header, body []byte, reqURL *url.URL) (*Instruct, error) {
+// reqURL they stay relative. Errors are *Error.
+func Parse(status int, h http.Header, body []byte, reqURL *url.URL) (*Instruction, error) {
 	p := &instructParser{
-		in:     &Instruct{Status: status, Timeout: -1},
+		in:     &Instruction{Status: status, Timeout: -1},
 		reqURL: reqURL,
 	}
 	g := collectGripHeaders(h)
@@ -260,7 +261,7 @@ func ParseInstruct(status int, h http.Header, body []byte, reqURL *url.URL) (*In
 	}
 	p.in.Header = responseHeader(h, p.in.ExposeHeaders)
 	p.in.Body = body
-	if len(g.contentType) > 0 && isGripInstructType(g.contentType[0]) {
+	if len(g.contentType) > 0 && IsInstructType(g.contentType[0]) {
 		if status != http.StatusOK {
 			return nil, instructErr("body", "response code for application/grip-instruct content must be 200")
 		}
@@ -286,14 +287,14 @@ func (p *instructParser) parseHeaders(g *gripHeaderValues) error {
 			return instructErr("Grip-Hold", "Grip-Hold must be set to either 'response' or 'stream'")
 		}
 	}
-	for _, part := range splitAll(g.channel) {
+	for _, part := range SplitList(g.channel) {
 		e, err := parseHeaderEntry(part, false)
 		if err != nil || e.first == "" {
 			// A bad quote: dropped, as in Pushpin. An empty name: skipped,
 			// where Pushpin would subscribe to "".
 			continue
 		}
-		c := ChannelSpec{Name: e.first}
+		c := Channel{Name: e.first}
 		c.PrevID, _ = e.param("prev-id")
 		for _, prm := range e.params {
 			if strings.EqualFold(prm.key, "filter") && prm.value != "" {
@@ -318,7 +319,7 @@ func (p *instructParser) parseHeaders(g *gripHeaderValues) error {
 		}
 		in.Timeout = t
 	}
-	for _, part := range splitAll(g.expose) {
+	for _, part := range SplitList(g.expose) {
 		if part != "" {
 			in.ExposeHeaders = append(in.ExposeHeaders, part)
 		}
@@ -328,7 +329,7 @@ func (p *instructParser) parseHeaders(g *gripHeaderValues) error {
 			return err
 		}
 	}
-	for _, part := range splitAll(g.setMeta) {
+	for _, part := range SplitList(g.setMeta) {
 		e, err := parseHeaderEntry(part, true)
 		if err != nil {
 			continue // a bad quote: dropped, as in Pushpin
@@ -356,9 +357,9 @@ func (p *instructParser) parseHeaders(g *gripHeaderValues) error {
 // net/http panics below 100 and sends 1xx as interim responses.
 func validStatus(code int) bool { return code >= 200 && code <= 999 }
 
-// splitAll splits every value of a header on commas, dropping the entry a
+// SplitList splits every value of a header on commas, dropping the entry a
 // bad quote left unterminated.
-func splitAll(values []string) []string {
+func SplitList(values []string) []string {
 	var all []string
 	for _, v := range values {
 		parts, ok := splitHeader(v)
@@ -491,7 +492,7 @@ func unhex(c byte) int {
 // of each rel wins.
 func (p *instructParser) parseLinks(values []string) error {
 	const hdr = "Grip-Link"
-	for _, part := range splitAll(values) {
+	for _, part := range SplitList(values) {
 		e, err := parseHeaderEntry(part, false)
 		if err != nil || len(e.params) == 0 {
 			continue
@@ -554,7 +555,7 @@ func responseHeader(h http.Header, expose []string) http.Header {
 	}
 	backing := make([]string, 0, n)
 	for k, v := range h {
-		if isGripHeader(k) || strings.EqualFold(k, "Content-Length") || !exposed(k, expose) {
+		if IsGripHeader(k) || strings.EqualFold(k, "Content-Length") || !exposed(k, expose) {
 			continue
 		}
 		ck := http.CanonicalHeaderKey(k)
@@ -601,7 +602,7 @@ func (p *instructParser) finish() {
 // mergeChannels keeps the first MaxChannels entries, as Pushpin does, then
 // folds repeated names into their first entry the way a Pushpin session
 // does: the later entry's PrevID and Filters win.
-func mergeChannels(cs []ChannelSpec) []ChannelSpec {
+func mergeChannels(cs []Channel) []Channel {
 	if len(cs) > MaxChannels {
 		cs = cs[:MaxChannels]
 	}
