@@ -34,6 +34,7 @@ type holdTrack struct {
 func (g *Grip) startHold(kind hub.Kind, who requestInfo, channels int) *holdTrack {
 	t := &holdTrack{h: g.ref.hub, logger: g.logger, warn: g.warnLog, kind: kind, who: who, start: time.Now(), channels: channels}
 	t.h.HoldStarted(kind)
+	settler.started(g.logger)
 	if ce := t.logger.Check(zap.DebugLevel, "hold started"); ce != nil {
 		ce.Write(append(who.fields(), zap.Stringer("transport", kind), zap.Int("channels", channels))...)
 	}
