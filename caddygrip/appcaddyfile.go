@@ -25,6 +25,7 @@ func parseGripApp(d *caddyfile.Dispenser, _ any) (any, error) {
 //
 //	grip {
 //		nats <url...> {
+//			urls           <url...>
 //			subject_prefix <prefix>
 //			name           <client name>
 //			credentials    <file>
@@ -169,9 +170,9 @@ func parseNATS(d *caddyfile.Dispenser) (*NATSConfig, error) {
 			}
 			n.URLs = append(n.URLs, urls...)
 		case "subject_prefix", "name", "credentials", "token", "user", "password":
-			var v string
-			if !d.AllArgs(&v) {
-				return nil, d.ArgErr()
+			v, err := stringArg(d, "grip: nats", opt)
+			if err != nil {
+				return nil, err
 			}
 			*map[string]*string{
 				"subject_prefix": &n.SubjectPrefix, "name": &n.Name, "credentials": &n.Credentials,
@@ -190,9 +191,9 @@ func parseNATS(d *caddyfile.Dispenser) (*NATSConfig, error) {
 			n.TLS = new(NATSTLS)
 			for d.NextBlock(2) {
 				sub := d.Val()
-				var v string
-				if !d.AllArgs(&v) {
-					return nil, d.ArgErr()
+				v, err := stringArg(d, "grip: nats tls", sub)
+				if err != nil {
+					return nil, err
 				}
 				switch sub {
 				case "ca":

@@ -188,9 +188,11 @@ func (rl *Relay) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch opt := d.Val(); opt {
 		case "hub":
-			if !d.AllArgs(&rl.Hub) {
-				return d.ArgErr()
+			v, err := stringArg(d, "grip_relay", opt)
+			if err != nil {
+				return err
 			}
+			rl.Hub = v
 		case "skip_self":
 			if d.NextArg() {
 				return d.ArgErr()
