@@ -46,7 +46,7 @@ func runBurst(e *runEnv, tr transport) *Result {
 	pids := e.target.PIDs()
 	admin := ""
 	if e.target.Name() == targetGrip {
-		admin = fmt.Sprintf("127.0.0.1:%d", portGripAdmin)
+		admin = e.target.AdminAddr()
 	}
 	before := sampleSUT(pids)
 	rt0, _ := goRuntimeMem(admin)

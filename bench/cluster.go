@@ -12,6 +12,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/caddy-grip/grip/internal/freeport"
 )
 
 // The cluster scenarios run several caddy-grip nodes joined by one NATS
@@ -129,16 +131,6 @@ func (c *cluster) natsPIDs() []int {
 	return c.nats.pids
 }
 
-// freeAddr asks the kernel for a free loopback port.
-func freeAddr() (string, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer ln.Close()
-	return ln.Addr().String(), nil
-}
-
 // findNATS returns the nats-server binary: bin if given, else PATH, else
 // Debian's /usr/sbin/nats-server.
 func findNATS(bin string) (string, error) {
@@ -161,10 +153,11 @@ func startNATS(opt clusterOptions, label string) (*procTarget, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	addr, err := freeAddr()
+	addrs, err := freeport.Addrs(1)
 	if err != nil {
 		return nil, "", err
 	}
+	addr := addrs[0]
 	host, port, _ := net.SplitHostPort(addr)
 	dir := filepath.Join(opt.WorkDir, label, "nats")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -215,14 +208,11 @@ func startNode(i int, natsURL string, opt clusterOptions, label string) (*procTa
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	client, err := freeAddr()
+	addrs, err := freeport.Addrs(2)
 	if err != nil {
 		return nil, err
 	}
-	publish, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
+	client, publish := addrs[0], addrs[1]
 	t := &procTarget{name: fmt.Sprintf("%s-node-%d", targetGrip, i), dir: dir, client: client, publish: publish}
 	var b strings.Builder
 	fmt.Fprintf(&b, "{\n\tadmin off\n\tauto_https off\n\tpersist_config off\n\tgrace_period 2s\n\tlog {\n\t\tlevel ERROR\n\t}\n")

@@ -117,7 +117,7 @@ func main() {
 	flag.StringVar(&o.ppBin, "pushpin", "pushpin", "pushpin runner binary")
 	flag.BoolVar(&o.build, "build", false, "rebuild ./caddy with ./xcaddy.sh build first, so the current code is measured")
 	flag.StringVar(&o.pin, "pin", "0:1", "CPU lists proxy:generator for taskset (PERF-NOTES B0), or none")
-	flag.StringVar(&o.origin, "origin", defaultOriginAddr, "address of the bench's GRIP origin")
+	flag.StringVar(&o.origin, "origin", defaultOriginAddr, "address of the bench's GRIP origin (port 0: a free one)")
 	flag.IntVar(&o.sutGomaxprocs, "sut-gomaxprocs", 0, "GOMAXPROCS of the measured Caddy (0: the number of CPUs it is pinned to); a diagnostic")
 	flag.IntVar(&o.pushpinLogLevel, "pushpin-log-level", 1, "Pushpin's log_level (a diagnostic: 3 logs every request; measure at 1)")
 	flag.BoolVar(&o.keepWork, "keep", false, "keep the proxies' configs and logs (the temporary directory is printed)")
@@ -286,6 +286,9 @@ func run(p params, opt runOpts) error {
 				})
 				if err != nil {
 					return err
+				}
+				if t.AdminAddr() != "" {
+					fmt.Fprintf(os.Stderr, "bench: %s: admin endpoint (pprof) on %s\n", name, t.AdminAddr())
 				}
 				setCur(t)
 				e := &runEnv{

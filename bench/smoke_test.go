@@ -14,17 +14,14 @@ import (
 	natsserver "github.com/nats-io/nats-server/v2/server"
 
 	"github.com/caddy-grip/grip/caddygrip"
+	"github.com/caddy-grip/grip/internal/freeport"
 )
 
 // The smoke test runs every scenario at a tiny size against caddy-grip
 // running in this process, and checks correctness only: every message
 // arrives once and in order, and the counts add up. It asserts nothing
-// about timing. Its ports (1958x) are its own.
-const (
-	smokeClient  = "127.0.0.1:19580"
-	smokePublish = "127.0.0.1:19581"
-	smokeOrigin  = "127.0.0.1:19582"
-)
+// about timing. Its ports are picked free (freeport, and the kernel's for
+// the origin), so that it never meets a bench or another test.
 
 // TestMain lets the test binary be the cluster scenarios' child processes:
 // a generator (GRIP_BENCH_CHILD=gen) or a caddy-grip node
@@ -42,16 +39,24 @@ func TestMain(m *testing.M) {
 }
 
 // inProcTarget is caddy-grip loaded into the test process.
-type inProcTarget struct{}
+type inProcTarget struct{ client, publish string }
 
-// Name, ClientAddr, PublishAddr and PIDs implement Target.
-func (inProcTarget) Name() string        { return "caddy-grip(in-process)" }
-func (inProcTarget) ClientAddr() string  { return smokeClient }
-func (inProcTarget) PublishAddr() string { return smokePublish }
-func (inProcTarget) PIDs() []int         { return []int{os.Getpid()} }
+// Name, ClientAddr, PublishAddr, AdminAddr and PIDs implement Target.
+func (inProcTarget) Name() string          { return "caddy-grip(in-process)" }
+func (t inProcTarget) ClientAddr() string  { return t.client }
+func (t inProcTarget) PublishAddr() string { return t.publish }
+func (inProcTarget) AdminAddr() string     { return "" }
+func (inProcTarget) PIDs() []int           { return []int{os.Getpid()} }
 
-func startInProcessCaddy(t *testing.T, origin string) {
+// startInProcessCaddy loads caddy-grip in front of origin on two free
+// ports and waits until it proxies.
+func startInProcessCaddy(t *testing.T, origin string) inProcTarget {
 	t.Helper()
+	addrs, err := freeport.Addrs(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	target := inProcTarget{client: addrs[0], publish: addrs[1]}
 	cfg := fmt.Sprintf(`{
 	admin off
 	auto_https off
@@ -70,7 +75,7 @@ http://%s {
 http://%s {
 	grip_publish
 }
-`, smokeClient, origin, smokePublish)
+`, target.client, origin, target.publish)
 	adapted, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(cfg), nil)
 	if err != nil {
 		t.Fatalf("adapting Caddyfile: %v", err)
@@ -79,9 +84,10 @@ http://%s {
 		t.Fatalf("loading config: %v", err)
 	}
 	t.Cleanup(func() { _ = caddy.Stop() })
-	if !waitFor(20*time.Second, func() bool { return probePass(smokeClient) == nil }) {
-		t.Fatalf("caddy-grip does not proxy to the origin: %v", probePass(smokeClient))
+	if !waitFor(20*time.Second, func() bool { return probePass(target.client) == nil }) {
+		t.Fatalf("caddy-grip does not proxy to the origin: %v", probePass(target.client))
 	}
+	return target
 }
 
 func smokeParams() *params {
@@ -98,17 +104,17 @@ func smokeParams() *params {
 
 func TestEveryScenarioDeliversCorrectlyThroughCaddyGrip(t *testing.T) {
 	p := smokeParams()
-	o, err := startOrigin(smokeOrigin, p.PollTimeout)
+	o, err := startOrigin("127.0.0.1:0", p.PollTimeout)
 	if err != nil {
 		t.Fatalf("origin: %v", err)
 	}
 	t.Cleanup(o.close)
-	startInProcessCaddy(t, o.Addr())
+	target := startInProcessCaddy(t, o.Addr())
 
 	seq := 0
 	env := func() *runEnv {
 		seq++
-		return &runEnv{target: inProcTarget{}, origin: o, src: sourceIPs(p.SrcIPs), nonce: fmt.Sprintf("s%d", seq), p: p}
+		return &runEnv{target: target, origin: o, src: sourceIPs(p.SrcIPs), nonce: fmt.Sprintf("s%d", seq), p: p}
 	}
 	metric := func(t *testing.T, r *Result, name string, want float64) {
 		t.Helper()

@@ -10,6 +10,9 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/caddy-grip/grip/internal/freeport"
+	"github.com/caddy-grip/grip/internal/pushpinconf"
 )
 
 // Target is a proxy under test, as the scenarios see it.
@@ -21,6 +24,9 @@ type Target interface {
 	// PublishAddr is the host:port of the GRIP publish API (POST
 	// /publish/), or "" for a proxy without GRIP.
 	PublishAddr() string
+	// AdminAddr is the host:port of Caddy's admin endpoint (pprof,
+	// /debug/vars), or "" for a target without one.
+	AdminAddr() string
 	// PIDs are the processes whose CPU and memory count as the proxy's.
 	PIDs() []int
 }
@@ -32,19 +38,10 @@ const (
 	targetPushpin = "pushpin"
 )
 
-// Ports, from PERF-NOTES B2: Pushpin 18080 (+ 18560-18563 for its
-// publish side), plain Caddy 18081, caddy-grip 18082 (+ 18083 publish),
-// the origin 18090. The Caddy admin endpoints (pprof) are 18018/18019.
-const (
-	portPushpin        = 18080
-	portPushpinPublish = 18561
-	portCaddy          = 18081
-	portGrip           = 18082
-	portGripPublish    = 18083
-	portCaddyAdmin     = 18018
-	portGripAdmin      = 18019
-	defaultOriginAddr  = "127.0.0.1:18090"
-)
+// defaultOriginAddr lets the kernel pick the origin's port. The targets'
+// ports are picked free for every run (freeport), so that a bench never
+// meets another bench, a test or a system Pushpin on the machine.
+const defaultOriginAddr = "127.0.0.1:0"
 
 // targetOptions say how to run a target process.
 type targetOptions struct {
@@ -63,6 +60,7 @@ type targetOptions struct {
 // procTarget is a target running as child processes of the bench.
 type procTarget struct {
 	name, client, publish string
+	admin                 string
 	cmd                   *exec.Cmd
 	pids                  []int
 	dir                   string
@@ -71,10 +69,11 @@ type procTarget struct {
 	exited                chan struct{}
 }
 
-// Name, ClientAddr, PublishAddr and PIDs implement Target.
+// Name, ClientAddr, PublishAddr, AdminAddr and PIDs implement Target.
 func (t *procTarget) Name() string        { return t.name }
 func (t *procTarget) ClientAddr() string  { return t.client }
 func (t *procTarget) PublishAddr() string { return t.publish }
+func (t *procTarget) AdminAddr() string   { return t.admin }
 func (t *procTarget) PIDs() []int         { return t.pids }
 
 // startTarget writes the target's config, starts it (pinned when asked)
@@ -89,13 +88,16 @@ func startTarget(name string, opt targetOptions) (*procTarget, error) {
 	env := os.Environ()
 	switch name {
 	case targetGrip, targetCaddy:
-		cfg, client, publish, admin := caddyConfig(name, opt.OriginAddr)
-		t.client, t.publish = client, publish
-		path := filepath.Join(dir, "Caddyfile")
-		if err := os.WriteFile(path, []byte(cfg), 0o644); err != nil {
+		addrs, err := freeport.Addrs(3)
+		if err != nil {
 			return nil, err
 		}
-		if err := checkFree(client, publish, admin); err != nil {
+		t.client, t.admin = addrs[0], addrs[2]
+		if name == targetGrip {
+			t.publish = addrs[1]
+		}
+		path := filepath.Join(dir, "Caddyfile")
+		if err := os.WriteFile(path, []byte(caddyConfig(name, opt.OriginAddr, t.client, t.publish, t.admin)), 0o644); err != nil {
 			return nil, err
 		}
 		argv = []string{opt.CaddyBin, "run", "--config", path, "--adapter", "caddyfile"}
@@ -111,13 +113,19 @@ func startTarget(name string, opt targetOptions) (*procTarget, error) {
 		}
 		env = append(env, "HOME="+dir, "XDG_DATA_HOME="+dir, "XDG_CONFIG_HOME="+dir)
 	case targetPushpin:
-		t.client = fmt.Sprintf("127.0.0.1:%d", portPushpin)
-		t.publish = fmt.Sprintf("127.0.0.1:%d", portPushpinPublish)
-		path, err := writePushpinConfig(dir, opt.OriginAddr, opt.PushpinLogLevel)
+		ports, err := pushpinconf.FreePorts()
 		if err != nil {
 			return nil, err
 		}
-		if err := checkFree(t.client, t.publish, "127.0.0.1:18560", "127.0.0.1:18562", "127.0.0.1:18563"); err != nil {
+		t.client = fmt.Sprintf("127.0.0.1:%d", ports.Client)
+		t.publish = fmt.Sprintf("127.0.0.1:%d", ports.Publish)
+		// WebSockets go to the origin as WebSocket-over-HTTP, as caddy-grip
+		// does by default; the proto=ws rule wins over the catch-all for them.
+		path, err := pushpinconf.Write(pushpinconf.Options{
+			Dir: dir, IPCPrefix: "gripbench-", LogLevel: max(opt.PushpinLogLevel, 1), Ports: ports,
+			Routes: []string{"*,proto=ws " + opt.OriginAddr + ",over_http", "* " + opt.OriginAddr},
+		})
+		if err != nil {
 			return nil, err
 		}
 		argv = []string{opt.PushpinBin, "--config", path}
@@ -166,14 +174,9 @@ func (t *procTarget) launch(argv, env []string, opt targetOptions) error {
 }
 
 // caddyConfig is the Caddyfile of caddy-grip or of plain Caddy: the same
-// binary, the same reverse_proxy; only the grip handler differs.
-func caddyConfig(name, origin string) (cfg, client, publish, admin string) {
-	port, adminPort := portCaddy, portCaddyAdmin
-	if name == targetGrip {
-		port, adminPort = portGrip, portGripAdmin
-	}
-	client = fmt.Sprintf("127.0.0.1:%d", port)
-	admin = fmt.Sprintf("127.0.0.1:%d", adminPort)
+// binary, the same reverse_proxy; only the grip handler (and its publish
+// site, when publish is not "") differs.
+func caddyConfig(name, origin, client, publish, admin string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `{
 	admin %s
@@ -191,99 +194,10 @@ http://%s {
 		b.WriteString("\tgrip\n")
 	}
 	fmt.Fprintf(&b, "\treverse_proxy %s {\n\t\tflush_interval -1\n\t}\n}\n", origin)
-	if name == targetGrip {
-		publish = fmt.Sprintf("127.0.0.1:%d", portGripPublish)
+	if publish != "" {
 		fmt.Fprintf(&b, "\nhttp://%s {\n\tgrip_publish\n}\n", publish)
 	}
-	return b.String(), client, publish, admin
-}
-
-// writePushpinConfig writes a private Pushpin config: its own run dir, IPC
-// prefix and ports, log level 1, and the delivery limiter raised out of the
-// way (Debian ships message_rate=2500, message_hwm=25000). Debian's
-// internal.conf points the proxy at a system zurl, so the runner starts a
-// private zurl too, as in the 4-service layout (condure, zurl, proxy,
-// handler).
-func writePushpinConfig(dir, origin string, logLevel int) (string, error) {
-	run := filepath.Join(dir, "run")
-	logs := filepath.Join(dir, "log")
-	for _, d := range []string{run, logs} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return "", err
-		}
-	}
-	// WebSockets go to the origin as WebSocket-over-HTTP, as caddy-grip
-	// does by default; the proto=ws rule wins over the catch-all for them.
-	routes := filepath.Join(dir, "routes")
-	if err := os.WriteFile(routes, []byte("*,proto=ws "+origin+",over_http\n* "+origin+"\n"), 0o644); err != nil {
-		return "", err
-	}
-	cfg := fmt.Sprintf(`[global]
-include=/usr/lib/pushpin/internal.conf
-rundir=%s
-ipc_prefix=gripbench-
-port_offset=0
-stats_connection_ttl=120
-
-[runner]
-services=condure,zurl,pushpin-proxy,pushpin-handler
-http_port=127.0.0.1:%d
-logdir=%s
-log_level=%d
-client_buffer_size=8192
-client_maxconn=50000
-condure_bin=condure
-zurl_bin=zurl
-
-[proxy]
-zurl_out_specs=ipc://{rundir}/{ipc_prefix}zurl-in
-zurl_out_stream_specs=ipc://{rundir}/{ipc_prefix}zurl-in-stream
-zurl_in_specs=ipc://{rundir}/{ipc_prefix}zurl-out
-routesfile=%s
-debug=false
-auto_cross_origin=false
-sig_iss=pushpin
-sig_key=changeme
-updates_check=off
-
-[handler]
-push_in_spec=tcp://127.0.0.1:18560
-push_in_sub_specs=tcp://127.0.0.1:18562
-push_in_sub_connect=false
-push_in_http_addr=127.0.0.1
-push_in_http_port=%d
-push_in_http_max_headers_size=10000
-push_in_http_max_body_size=1000000
-stats_spec=ipc://{rundir}/{ipc_prefix}stats
-command_spec=tcp://127.0.0.1:18563
-message_rate=10000000
-message_hwm=10000000
-message_wait=5000
-id_cache_ttl=60
-connection_subscription_max=20
-subscription_linger=60
-stats_subscription_ttl=60
-stats_report_interval=10
-stats_format=tnetstring
-`, run, portPushpin, logs, max(logLevel, 1), routes, portPushpinPublish)
-	path := filepath.Join(dir, "pushpin.conf")
-	return path, os.WriteFile(path, []byte(cfg), 0o644)
-}
-
-// checkFree fails if any of addrs is already taken, so a bench never
-// measures somebody else's server.
-func checkFree(addrs ...string) error {
-	for _, a := range addrs {
-		if a == "" {
-			continue
-		}
-		ln, err := net.Listen("tcp", a)
-		if err != nil {
-			return fmt.Errorf("port %s is in use: %w", a, err)
-		}
-		ln.Close()
-	}
-	return nil
+	return b.String()
 }
 
 // waitReady waits until a plain request goes through the proxy to the

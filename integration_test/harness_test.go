@@ -9,8 +9,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -24,6 +22,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/standard"
 
 	_ "github.com/caddy-grip/grip/caddygrip"
+	"github.com/caddy-grip/grip/internal/freeport"
 	"github.com/caddy-grip/grip/wsoverhttp"
 )
 
@@ -57,18 +56,14 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// freePort returns a TCP port that was free a moment ago. It is drawn
-// below the kernel's ephemeral range (32768 and up), so that origins and
-// clients, which get ephemeral ports, cannot take it in the meantime.
+// freePort returns a TCP port that was free a moment ago, drawn where no
+// outgoing connection takes it (freeport.Ports).
 func freePort() int {
-	for {
-		port := 20000 + rand.IntN(12000)
-		l, err := net.Listen("tcp", fmt.Sprintf(":%d", port))
-		if err == nil {
-			l.Close()
-			return port
-		}
+	ports, err := freeport.Ports(1)
+	if err != nil {
+		panic(err)
 	}
+	return ports[0]
 }
 
 // loadCaddyfile adapts a Caddyfile (after the global options) and loads it,

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"io"
-	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +15,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/caddy-grip/grip/internal/freeport"
+	"github.com/caddy-grip/grip/internal/pushpinconf"
 )
 
 // pushpinBinaries are what a private Pushpin 1.36 run needs: the runner, its
@@ -89,30 +90,24 @@ func startPushpinCond(t *testing.T, origin, condOpts, targetOpts string) *pushpi
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { os.RemoveAll(dir) })
-	for _, sub := range []string{"run", "log"} {
-		if err := os.Mkdir(filepath.Join(dir, sub), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
 
 	// Fixed ports (18080 and friends) were already taken by another Pushpin
 	// on a shared machine, so every TCP port is a free one picked now.
-	ports := freePorts(t, 5)
-	clientPort, publishPort, pullPort, subPort, commandPort := ports[0], ports[1], ports[2], ports[3], ports[4]
-
-	conf := pushpinConf(dir, clientPort, publishPort, pullPort, subPort, commandPort)
-	confPath := filepath.Join(dir, "pushpin.conf")
-	if err := os.WriteFile(confPath, []byte(conf), 0o644); err != nil {
+	ports, err := pushpinconf.FreePorts()
+	if err != nil {
 		t.Fatal(err)
 	}
-	route := "*" + condOpts + " " + strings.TrimPrefix(origin, "http://") + targetOpts + "\n"
-	if err := os.WriteFile(filepath.Join(dir, "routes"), []byte(route), 0o644); err != nil {
+	confPath, err := pushpinconf.Write(pushpinconf.Options{
+		Dir: dir, IPCPrefix: "gripdiff-", LogLevel: 2, Ports: ports,
+		Routes: []string{"*" + condOpts + " " + strings.TrimPrefix(origin, "http://") + targetOpts},
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 
 	p := &pushpin{
-		clientURL:  fmt.Sprintf("http://127.0.0.1:%d", clientPort),
-		publishURL: fmt.Sprintf("http://127.0.0.1:%d/publish/", publishPort),
+		clientURL:  fmt.Sprintf("http://127.0.0.1:%d", ports.Client),
+		publishURL: fmt.Sprintf("http://127.0.0.1:%d/publish/", ports.Publish),
 		out:        new(lockedBuffer),
 		exited:     make(chan struct{}),
 	}
@@ -136,95 +131,13 @@ func startPushpinCond(t *testing.T, origin, condOpts, targetOpts string) *pushpi
 	return p
 }
 
-// pushpinConf is a complete Pushpin 1.36 configuration whose every port,
-// socket and file is private to dir. Limits are the shipped ones (id_cache_ttl
-// 60, message_wait 5000) except message_rate and message_hwm, raised so that
-// a burst of test publishes is never throttled.
-func pushpinConf(dir string, clientPort, publishPort, pullPort, subPort, commandPort int) string {
-	return fmt.Sprintf(`[global]
-include={libdir}/internal.conf
-rundir=%[1]s/run
-ipc_prefix=gripdiff-
-port_offset=0
-stats_connection_ttl=120
-
-[runner]
-services=condure,zurl,pushpin-proxy,pushpin-handler
-http_port=127.0.0.1:%[2]d
-logdir=%[1]s/log
-log_level=2
-client_buffer_size=8192
-client_maxconn=50000
-condure_bin=condure
-zurl_bin=zurl
-
-[proxy]
-routesfile=routes
-debug=false
-auto_cross_origin=false
-accept_x_forwarded_protocol=false
-set_x_forwarded_protocol=proto-only
-x_forwarded_for=
-x_forwarded_for_trusted=
-orig_headers_need_mark=
-accept_pushpin_route=false
-log_from=false
-log_user_agent=false
-sig_iss=pushpin
-sig_key=changeme
-upstream_key=
-updates_check=off
-organization_name=
-# internal.conf points these at a system zurl (/var/run/zurl); the runner
-# starts a private one in rundir instead.
-zurl_out_specs=ipc://{rundir}/{ipc_prefix}zurl-in
-zurl_out_stream_specs=ipc://{rundir}/{ipc_prefix}zurl-in-stream
-zurl_in_specs=ipc://{rundir}/{ipc_prefix}zurl-out
-
-[handler]
-push_in_spec=tcp://127.0.0.1:%[4]d
-push_in_sub_specs=tcp://127.0.0.1:%[5]d
-push_in_sub_connect=false
-push_in_http_addr=127.0.0.1
-push_in_http_port=%[3]d
-push_in_http_max_headers_size=10000
-push_in_http_max_body_size=1000000
-stats_spec=ipc://{rundir}/{ipc_prefix}stats
-command_spec=tcp://127.0.0.1:%[6]d
-message_rate=1000000
-message_hwm=1000000
-message_wait=5000
-id_cache_ttl=60
-connection_subscription_max=20
-subscription_linger=60
-stats_subscription_ttl=60
-stats_report_interval=10
-stats_format=tnetstring
-`, dir, clientPort, publishPort, pullPort, subPort, commandPort)
-}
-
-// freePorts returns n distinct loopback TCP ports that were free a moment
-// ago. They are drawn from below Linux's ephemeral range (32768 and up), so
-// that no outgoing connection takes one before its server binds it.
+// freePorts returns n distinct TCP ports that were free a moment ago,
+// drawn where no outgoing connection takes them (freeport.Ports).
 func freePorts(t *testing.T, n int) []int {
 	t.Helper()
-	var ports []int
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	for tries := 0; len(ports) < n; tries++ {
-		if tries == 1000 {
-			t.Fatal("no free port found in 20000-32767")
-		}
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", 20000+rand.IntN(12768)))
-		if err != nil {
-			continue
-		}
-		ls = append(ls, l)
-		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	ports, err := freeport.Ports(n)
+	if err != nil {
+		t.Fatal(err)
 	}
 	return ports
 }
