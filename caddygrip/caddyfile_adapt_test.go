@@ -157,27 +157,17 @@ func TestCaddyfileRefusesEveryInvalidOrEmptyOption(t *testing.T) {
 	}
 	nats := func(opts string) string { return global("\t\tnats nats://127.0.0.1:4222 {\n" + opts + "\n\t\t}") }
 	history := func(opts string) string { return global("\t\thistory {\n" + opts + "\n\t\t}") }
-	cases := []struct{ name, caddyfile, want string }{
+	limits := func(opts string) string { return global("\t\tlimits {\n" + opts + "\n\t\t}") }
+	type refusal struct{ name, caddyfile, want string }
+	cases := []refusal{
 		// grip
 		{"grip argument", "grip extra", "wrong argument count or unexpected line ending after 'extra'"},
 		{"grip unknown option", "grip {\n\tnope 1\n}", "unrecognized grip option 'nope'"},
-		{"grip hub missing", "grip {\n\thub\n}", "after 'hub'"},
-		{"grip hub empty", "grip {\n\thub \"\"\n}", "grip: hub: want a value, got an empty string"},
 		{"grip hub two values", "grip {\n\thub a b\n}", "wrong argument count"},
-		{"grip hub placeholder empty", "grip {\n\thub " + unset + "\n}", `hub: "` + unset + `" is empty after replacing placeholders`},
-		{"grip sig_key missing", "grip {\n\tsig_key\n}", "after 'sig_key'"},
-		{"grip sig_key empty", "grip {\n\tsig_key \"\"\n}", "grip: sig_key: want a value, got an empty string"},
-		{"grip sig_key placeholder empty", "grip {\n\tsig_key " + unset + "\n}", `sig_key: "` + unset + `" is empty after replacing placeholders`},
 		{"grip sig_key bad base64", "grip {\n\tsig_key base64:!!\n}", "sig_key: grip sig key: base64"},
 		{"grip sig_key no file", "grip {\n\tsig_key file:testdata/keys/none.pem\n}", "sig_key: grip sig key: open testdata/keys/none.pem"},
 		{"grip sig_key file without path", "grip {\n\tsig_key file:\n}", "sig_key: grip sig key: file: needs a path"},
 		{"grip sig_key bad JWK", "grip {\n\tsig_key `{\"kty\":\"EC\"}`\n}", "sig_key: grip sig key: JWK"},
-		{"grip sig_iss missing", "grip {\n\tsig_iss\n}", "after 'sig_iss'"},
-		{"grip sig_iss empty", "grip {\n\tsig_iss \"\"\n}", "grip: sig_iss: want a value, got an empty string"},
-		{"grip sig_iss placeholder empty", "grip {\n\tsig_iss " + unset + "\n}", `sig_iss: "` + unset + `" is empty after replacing placeholders`},
-		{"grip upstream_key missing", "grip {\n\tupstream_key\n}", "after 'upstream_key'"},
-		{"grip upstream_key empty", "grip {\n\tupstream_key \"\"\n}", "grip: upstream_key: want a value, got an empty string"},
-		{"grip upstream_key placeholder empty", "grip {\n\tupstream_key " + unset + "\n}", `upstream_key: "` + unset + `" is empty after replacing placeholders`},
 		{"grip upstream_key no file", "grip {\n\tupstream_key file:testdata/keys/none.pem\n}", "upstream_key: grip sig key: open"},
 		{"grip max_instruct_size negative", "grip {\n\tmax_instruct_size -3\n}", `grip: max_instruct_size "-3": want a positive integer`},
 		{"grip max_instruct_size zero", "grip {\n\tmax_instruct_size 0\n}", `grip: max_instruct_size "0": want a positive integer`},
@@ -213,10 +203,6 @@ func TestCaddyfileRefusesEveryInvalidOrEmptyOption(t *testing.T) {
 		// takes one, checked after replacing).
 		{"grip jsonp mode placeholder", "grip {\n\tjsonp {\n\t\tmode " + unset + "\n\t}\n}", `jsonp: mode: want basic or extended, got "` + unset + `"`},
 		{"grip jsonp default_method placeholder", "grip {\n\tjsonp {\n\t\tdefault_method " + unset + "\n\t}\n}", `jsonp: default_method: "` + unset + `" is not an HTTP method`},
-		{"grip jsonp callback empty", "grip {\n\tjsonp {\n\t\tcallback \"\"\n\t}\n}", "grip: jsonp: callback: want a value, got an empty string"},
-		{"grip jsonp callback missing", "grip {\n\tjsonp {\n\t\tcallback\n\t}\n}", "after 'callback'"},
-		{"grip jsonp callback placeholder empty", "grip {\n\tjsonp {\n\t\tcallback " + unset + "\n\t}\n}", `jsonp.callback: "` + unset + `" is empty after replacing placeholders`},
-		{"grip jsonp body_param empty", "grip {\n\tjsonp {\n\t\tbody_param \"\"\n\t}\n}", "grip: jsonp: body_param: want a value, got an empty string"},
 		{"grip jsonp default_callback empty", "grip {\n\tjsonp {\n\t\tbody_param b\n\t\tdefault_callback \"\"\n\t}\n}", "grip: jsonp: default_callback: want a value, got an empty string"},
 		{"grip jsonp default_callback without body_param", "grip {\n\tjsonp {\n\t\tdefault_callback cb\n\t}\n}", "jsonp: default_callback needs body_param"},
 		{"grip jsonp default_method empty", "grip {\n\tjsonp {\n\t\tdefault_method \"\"\n\t}\n}", "grip: jsonp: default_method: want a value, got an empty string"},
@@ -225,12 +211,6 @@ func TestCaddyfileRefusesEveryInvalidOrEmptyOption(t *testing.T) {
 		// grip_publish
 		{"grip_publish argument", "grip_publish /grip/* extra", "after 'extra'"},
 		{"grip_publish unknown option", "grip_publish {\n\tnope 1\n}", "unrecognized grip_publish option 'nope'"},
-		{"grip_publish hub missing", "grip_publish {\n\thub\n}", "after 'hub'"},
-		{"grip_publish hub empty", "grip_publish {\n\thub \"\"\n}", "grip_publish: hub: want a value, got an empty string"},
-		{"grip_publish hub placeholder empty", "grip_publish {\n\thub " + unset + "\n}", `hub: "` + unset + `" is empty after replacing placeholders`},
-		{"grip_publish key missing", "grip_publish {\n\tkey\n}", "after 'key'"},
-		{"grip_publish key empty", "grip_publish {\n\tkey \"\"\n}", "grip_publish: key: want a value, got an empty string"},
-		{"grip_publish key placeholder empty", "grip_publish {\n\tkey " + unset + "\n}", `key: "` + unset + `" is empty after replacing placeholders`},
 		{"grip_publish key bad base64", "grip_publish {\n\tkey base64:!!\n}", "key: grip sig key: base64"},
 		{"grip_publish key no file", "grip_publish {\n\tkey file:testdata/keys/none.hex\n}", "key: grip sig key: open testdata/keys/none.hex"},
 		{"grip_publish key bad JWK", "grip_publish {\n\tkey `{\"kty\":\"RSA\"}`\n}", "key: grip sig key: JWK"},
@@ -246,9 +226,6 @@ func TestCaddyfileRefusesEveryInvalidOrEmptyOption(t *testing.T) {
 		{"grip_relay empty channel", "grip\ngrip_relay \"\"", "grip_relay: channel: required"},
 		{"grip_relay two channels", "grip\ngrip_relay a b", "after 'b'"},
 		{"grip_relay unknown option", "grip\ngrip_relay room {\n\tnope\n}", `grip_relay: unknown option "nope"`},
-		{"grip_relay hub missing", "grip\ngrip_relay room {\n\thub\n}", "after 'hub'"},
-		{"grip_relay hub empty", "grip\ngrip_relay room {\n\thub \"\"\n}", "grip_relay: hub: want a value, got an empty string"},
-		{"grip_relay hub placeholder empty", "grip\ngrip_relay room {\n\thub " + unset + "\n}", `grip_relay: hub: "` + unset + `" is empty after replacing placeholders`},
 		{"grip_relay skip_self argument", "grip\ngrip_relay room {\n\tskip_self yes\n}", "after 'yes'"},
 
 		// the grip global option
@@ -264,18 +241,9 @@ func TestCaddyfileRefusesEveryInvalidOrEmptyOption(t *testing.T) {
 		{"nats unknown option", nats("\t\t\tfoo bar"), `grip: nats: unknown option "foo"`},
 		{"nats url missing", nats("\t\t\turl"), "after 'url'"},
 		{"nats urls missing", nats("\t\t\turls"), "after 'urls'"},
-		{"nats subject_prefix missing", nats("\t\t\tsubject_prefix"), "after 'subject_prefix'"},
-		{"nats subject_prefix empty", nats("\t\t\tsubject_prefix \"\""), "grip: nats: subject_prefix: want a value, got an empty string"},
 		{"nats subject_prefix wildcard", nats("\t\t\tsubject_prefix grip.*"), `grip: nats: subject_prefix "grip.*"`},
 		{"nats subject_prefix empty token", nats("\t\t\tsubject_prefix a..b"), `grip: nats: subject_prefix "a..b"`},
-		{"nats name empty", nats("\t\t\tname \"\""), "grip: nats: name: want a value, got an empty string"},
-		{"nats name placeholder empty", nats("\t\t\tname " + unset), `grip: nats: name: "` + unset + `" is empty after replacing placeholders`},
-		{"nats credentials empty", nats("\t\t\tcredentials \"\""), "grip: nats: credentials: want a value, got an empty string"},
 		{"nats credentials no file", nats("\t\t\tcredentials testdata/nats/none.creds"), "grip: nats: credentials: stat testdata/nats/none.creds"},
-		{"nats token empty", nats("\t\t\ttoken \"\""), "grip: nats: token: want a value, got an empty string"},
-		{"nats token placeholder empty", nats("\t\t\ttoken " + unset), `grip: nats: token: "` + unset + `" is empty after replacing placeholders`},
-		{"nats user empty", nats("\t\t\tuser \"\"\n\t\t\tpassword p"), "grip: nats: user: want a value, got an empty string"},
-		{"nats password empty", nats("\t\t\tuser u\n\t\t\tpassword \"\""), "grip: nats: password: want a value, got an empty string"},
 		{"nats user without password", nats("\t\t\tuser u"), "grip: nats: user and password: set both or neither"},
 		{"nats password without user", nats("\t\t\tpassword p"), "grip: nats: user and password: set both or neither"},
 		{"nats linger word", nats("\t\t\tlinger soon"), `grip: nats: linger "soon": want a positive duration`},
@@ -283,11 +251,26 @@ func TestCaddyfileRefusesEveryInvalidOrEmptyOption(t *testing.T) {
 		{"nats tls argument", nats("\t\t\ttls on"), "after 'on'"},
 		{"nats tls unknown option", nats("\t\t\ttls {\n\t\t\t\tpin x\n\t\t\t}"), `grip: nats tls: unknown option "pin"`},
 		{"nats tls empty block", nats("\t\t\ttls"), "grip: nats: tls: set ca, or cert and key"},
-		{"nats tls ca missing", nats("\t\t\ttls {\n\t\t\t\tca\n\t\t\t}"), "after 'ca'"},
-		{"nats tls ca empty", nats("\t\t\ttls {\n\t\t\t\tca \"\"\n\t\t\t}"), "grip: nats tls: ca: want a value, got an empty string"},
 		{"nats tls ca no file", nats("\t\t\ttls {\n\t\t\t\tca testdata/nats/none.pem\n\t\t\t}"), "grip: nats: tls ca: stat testdata/nats/none.pem"},
 		{"nats tls cert without key", nats("\t\t\ttls {\n\t\t\t\tcert testdata/nats/node.pem\n\t\t\t}"), "grip: nats: tls cert and key: set both or neither"},
-		{"nats tls key empty", nats("\t\t\ttls {\n\t\t\t\tcert testdata/nats/node.pem\n\t\t\t\tkey \"\"\n\t\t\t}"), "grip: nats tls: key: want a value, got an empty string"},
+		{"limits argument", global("\t\tlimits on"), "after 'on'"},
+		{"limits twice", global("\t\tlimits {\n\t\t}\n\t\tlimits {\n\t\t}"), "grip: limits given twice"},
+		{"limits unknown", limits("\t\t\tqueue_length 10"), `grip: limits: unknown limit "queue_length"`},
+		{"limits one twice", limits("\t\t\tqueue_items 10\n\t\t\tqueue_items 20"), "grip: limits: queue_items given twice"},
+		{"limits queue_items zero", limits("\t\t\tqueue_items 0"), `grip: limits: queue_items "0": want a positive integer`},
+		{"limits queue_items missing", limits("\t\t\tqueue_items"), "after 'queue_items'"},
+		{"limits queue_bytes word", limits("\t\t\tqueue_bytes lots"), `grip: limits: queue_bytes "lots": want a size such as 64MiB`},
+		{"limits queue_bytes zero", limits("\t\t\tqueue_bytes 0"), `grip: limits: queue_bytes "0": want a size such as 64MiB`},
+		{"limits dedup_window word", limits("\t\t\tdedup_window soon"), `grip: limits: dedup_window "soon": want a positive duration or off`},
+		{"limits dedup_window zero", limits("\t\t\tdedup_window 0"), `grip: limits: dedup_window "0": want a positive duration or off`},
+		{"limits dedup_window missing", limits("\t\t\tdedup_window"), "after 'dedup_window'"},
+		{"limits dedup_bytes too big", limits("\t\t\tdedup_bytes 2TiB"), `grip: limits: dedup_bytes "2TiB": want a size such as 64MiB`},
+		{"limits sequencer_wait off", limits("\t\t\tsequencer_wait off"), `grip: limits: sequencer_wait "off": want a positive duration`},
+		{"limits sequencer_wait zero", limits("\t\t\tsequencer_wait 0"), `grip: limits: sequencer_wait "0": want a positive duration`},
+		{"limits sequencer_items word", limits("\t\t\tsequencer_items many"), `grip: limits: sequencer_items "many": want a positive integer`},
+		{"limits sequencer_bytes zero", limits("\t\t\tsequencer_bytes 0"), `grip: limits: sequencer_bytes "0": want a size such as 64MiB`},
+		{"limits wake_interval negative", limits("\t\t\twake_interval -1s"), `grip: limits: wake_interval "-1s": want a positive duration or off`},
+		{"limits wake_interval missing", limits("\t\t\twake_interval"), "after 'wake_interval'"},
 		{"history size zero", global("\t\thistory 0"), `grip: history "0": want a positive number of items`},
 		{"history size word", global("\t\thistory lots"), `grip: history "lots": want a positive number of items`},
 		{"history two sizes", global("\t\thistory 1 2"), "after '2'"},
@@ -304,6 +287,38 @@ func TestCaddyfileRefusesEveryInvalidOrEmptyOption(t *testing.T) {
 		{"history max_bytes missing", history("\t\t\tsize 1\n\t\t\tmax_bytes"), "after 'max_bytes'"},
 		{"history resume unknown", history("\t\t\tsize 1\n\t\t\tresume last_id"), `grip: history: resume "last_id": want last_event_id or websocket`},
 		{"history resume missing", history("\t\t\tsize 1\n\t\t\tresume"), "after 'resume'"},
+	}
+	// Every string option, missing, given as "" and empty after
+	// placeholders: the first two fail to adapt, the last to provision.
+	for _, o := range []struct {
+		name        string // the directive and option, the option last
+		in          string // the config, with %s where the value goes
+		parsed      string // how the adapter's error names the option
+		provisioned string // how the provisioning error names it
+	}{
+		{"grip hub", "grip {\n\thub %s\n}", "grip: hub", "hub"},
+		{"grip sig_key", "grip {\n\tsig_key %s\n}", "grip: sig_key", "sig_key"},
+		{"grip sig_iss", "grip {\n\tsig_iss %s\n}", "grip: sig_iss", "sig_iss"},
+		{"grip upstream_key", "grip {\n\tupstream_key %s\n}", "grip: upstream_key", "upstream_key"},
+		{"grip jsonp callback", "grip {\n\tjsonp {\n\t\tcallback %s\n\t}\n}", "grip: jsonp: callback", "jsonp.callback"},
+		{"grip jsonp body_param", "grip {\n\tjsonp {\n\t\tbody_param %s\n\t}\n}", "grip: jsonp: body_param", "jsonp.body_param"},
+		{"grip_publish hub", "grip_publish {\n\thub %s\n}", "grip_publish: hub", "hub"},
+		{"grip_publish key", "grip_publish {\n\tkey %s\n}", "grip_publish: key", "key"},
+		{"grip_relay hub", "grip\ngrip_relay room {\n\thub %s\n}", "grip_relay: hub", "grip_relay: hub"},
+		{"nats subject_prefix", nats("\t\t\tsubject_prefix %s"), "grip: nats: subject_prefix", "grip: nats: subject_prefix"},
+		{"nats name", nats("\t\t\tname %s"), "grip: nats: name", "grip: nats: name"},
+		{"nats credentials", nats("\t\t\tcredentials %s"), "grip: nats: credentials", "grip: nats: credentials"},
+		{"nats token", nats("\t\t\ttoken %s"), "grip: nats: token", "grip: nats: token"},
+		{"nats user", nats("\t\t\tuser %s\n\t\t\tpassword p"), "grip: nats: user", "grip: nats: user"},
+		{"nats password", nats("\t\t\tuser u\n\t\t\tpassword %s"), "grip: nats: password", "grip: nats: password"},
+		{"nats tls ca", nats("\t\t\ttls {\n\t\t\t\tca %s\n\t\t\t}"), "grip: nats tls: ca", "grip: nats: tls ca"},
+		{"nats tls key", nats("\t\t\ttls {\n\t\t\t\tcert testdata/nats/node.pem\n\t\t\t\tkey %s\n\t\t\t}"), "grip: nats tls: key", "grip: nats: tls key"},
+	} {
+		word := o.name[strings.LastIndexByte(o.name, ' ')+1:]
+		cases = append(cases,
+			refusal{o.name + " missing", fmt.Sprintf(o.in, ""), "after '" + word + "'"},
+			refusal{o.name + " empty", fmt.Sprintf(o.in, `""`), o.parsed + ": want a value, got an empty string"},
+			refusal{o.name + " placeholder empty", fmt.Sprintf(o.in, unset), o.provisioned + `: "` + unset + `" is empty after replacing placeholders`})
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
