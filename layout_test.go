@@ -10,7 +10,8 @@ import (
 // The packages below the Caddy glue never import Caddy or the glue, and
 // each imports only those below it (ARCHITECTURE.md): formats and
 // wsoverhttp and gripsig none of ours, hub and instruct formats, natsbus
-// hub and formats.
+// hub and formats; the internal helpers of the tests and the bench none
+// but each other.
 func TestImportsPointOneWay(t *testing.T) {
 	const mod = "github.com/caddy-grip/grip/"
 	allowed := map[string][]string{
@@ -20,6 +21,9 @@ func TestImportsPointOneWay(t *testing.T) {
 		"hub":        {"formats"},
 		"instruct":   {"formats"},
 		"natsbus":    {"hub", "formats"},
+		// What the tests and the bench share.
+		"internal/freeport":    nil,
+		"internal/pushpinconf": {"internal/freeport"},
 	}
 	for pkg, ok := range allowed {
 		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", "./"+pkg).CombinedOutput()
