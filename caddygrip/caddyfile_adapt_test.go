@@ -164,11 +164,6 @@ func TestCaddyfileRefusesEveryInvalidOrEmptyOption(t *testing.T) {
 		{"grip argument", "grip extra", "wrong argument count or unexpected line ending after 'extra'"},
 		{"grip unknown option", "grip {\n\tnope 1\n}", "unrecognized grip option 'nope'"},
 		{"grip hub two values", "grip {\n\thub a b\n}", "wrong argument count"},
-		{"grip sig_key bad base64", "grip {\n\tsig_key base64:!!\n}", "sig_key: grip sig key: base64"},
-		{"grip sig_key no file", "grip {\n\tsig_key file:testdata/no-such-key.pem\n}", "sig_key: grip sig key: open testdata/no-such-key.pem"},
-		{"grip sig_key file without path", "grip {\n\tsig_key file:\n}", "sig_key: grip sig key: file: needs a path"},
-		{"grip sig_key bad JWK", "grip {\n\tsig_key `{\"kty\":\"EC\"}`\n}", "sig_key: grip sig key: JWK"},
-		{"grip upstream_key no file", "grip {\n\tupstream_key file:testdata/no-such-key.pem\n}", "upstream_key: grip sig key: open"},
 		{"grip max_instruct_size negative", "grip {\n\tmax_instruct_size -3\n}", `grip: max_instruct_size "-3": want a positive integer`},
 		{"grip max_instruct_size zero", "grip {\n\tmax_instruct_size 0\n}", `grip: max_instruct_size "0": want a positive integer`},
 		{"grip max_instruct_size unit", "grip {\n\tmax_instruct_size 100kB\n}", `grip: max_instruct_size "100kB": want a positive integer`},
@@ -211,9 +206,6 @@ func TestCaddyfileRefusesEveryInvalidOrEmptyOption(t *testing.T) {
 		// grip_publish
 		{"grip_publish argument", "grip_publish /grip/* extra", "after 'extra'"},
 		{"grip_publish unknown option", "grip_publish {\n\tnope 1\n}", "unrecognized grip_publish option 'nope'"},
-		{"grip_publish key bad base64", "grip_publish {\n\tkey base64:!!\n}", "key: grip sig key: base64"},
-		{"grip_publish key no file", "grip_publish {\n\tkey file:testdata/no-such-key.hex\n}", "key: grip sig key: open testdata/no-such-key.hex"},
-		{"grip_publish key bad JWK", "grip_publish {\n\tkey `{\"kty\":\"RSA\"}`\n}", "key: grip sig key: JWK"},
 		{"grip_publish max_body_size unit", "grip_publish {\n\tmax_body_size 1k\n}", `grip_publish: max_body_size "1k": want a positive integer`},
 		{"grip_publish max_body_size zero", "grip_publish {\n\tmax_body_size 0\n}", `grip_publish: max_body_size "0": want a positive integer`},
 		{"grip_publish max_body_size missing", "grip_publish {\n\tmax_body_size\n}", "after 'max_body_size'"},
@@ -319,6 +311,22 @@ func TestCaddyfileRefusesEveryInvalidOrEmptyOption(t *testing.T) {
 			refusal{o.name + " missing", fmt.Sprintf(o.in, ""), "after '" + word + "'"},
 			refusal{o.name + " empty", fmt.Sprintf(o.in, `""`), o.parsed + ": want a value, got an empty string"},
 			refusal{o.name + " placeholder empty", fmt.Sprintf(o.in, unset), o.provisioned + `: "` + unset + `" is empty after replacing placeholders`})
+	}
+	// Every key option, given each form ParseKey refuses: provisioning fails.
+	for _, o := range []struct{ name, in string }{
+		{"grip sig_key", "grip {\n\tsig_key %s\n}"},
+		{"grip upstream_key", "grip {\n\tupstream_key %s\n}"},
+		{"grip_publish key", "grip_publish {\n\tkey %s\n}"},
+	} {
+		opt := o.name[strings.LastIndexByte(o.name, ' ')+1:]
+		for _, k := range []struct{ form, value, want string }{
+			{"bad base64", "base64:!!", "base64"},
+			{"no file", "file:testdata/no-such-key.pem", "open testdata/no-such-key.pem"},
+			{"file without path", "file:", "file: needs a path"},
+			{"bad JWK", "`{\"kty\":\"EC\"}`", "JWK"},
+		} {
+			cases = append(cases, refusal{o.name + " " + k.form, fmt.Sprintf(o.in, k.value), opt + ": grip sig key: " + k.want})
+		}
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
