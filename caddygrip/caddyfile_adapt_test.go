@@ -150,6 +150,7 @@ func adaptAndValidate(caddyfile string) error {
 // with a message that names the option. A site body is put in a site; a
 // case starting with "{" is a whole Caddyfile.
 func TestCaddyfileRefusesEveryInvalidOrEmptyOption(t *testing.T) {
+	t.Setenv("GRIP_GOLDEN_UNSET", "") // restored after the test
 	os.Unsetenv("GRIP_GOLDEN_UNSET")
 	const unset = "{env.GRIP_GOLDEN_UNSET}"
 	global := func(opts string) string {
