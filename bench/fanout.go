@@ -69,8 +69,23 @@ func runFanout(e *runEnv, mode string) *Result {
 	}
 	pub := newPublisher(e.target.PublishAddr())
 	defer pub.close()
+	if !probeAll(r, g, pub, ch, n) {
+		r.classify(false)
+		return r
+	}
+	w := startWindow(pids)
+	publishPhase(r, g, pub, fanoutPhase{ch: ch, idPrefix: "m" + e.nonce + "-", subs: n, msgs: m, batch: batch, rate: rate, size: payloadSize}, "", &w)
+	r.classify(rate > 0)
+	if rate > 0 && r.Bound == "sut-cpu" {
+		r.Notes = append(r.Notes, fmt.Sprintf("the proxy could not keep up with %g msgs/s to %d subscribers", rate, n))
+	}
+	return r
+}
+
+// probeAll publishes probes (seq 0) on ch until all n subscribers of g got
+// one; false (with the error in r) when they did not.
+func probeAll(r *Result, g *sseGroup, pub *publisher, ch string, n int) bool {
 	var body, payload []byte
-	// Probe until every subscriber is known to be subscribed.
 	probed := waitFor(30*time.Second, func() bool {
 		payload = appendPayload(payload[:0], "data: ", nowNS(), 0, "\n\n")
 		if err := pub.post(streamItem(body[:0], ch, "", "", payload)); err != nil {
@@ -81,21 +96,38 @@ func runFanout(e *runEnv, mode string) *Result {
 	})
 	if !probed || int(g.probed.Load()) < n {
 		r.errorf("probe reached %d of %d subscribers", g.probed.Load(), n)
-		r.classify(false)
-		return r
+		return false
 	}
+	return true
+}
 
-	w := startWindow(pids)
+// fanoutPhase is one run of publishes to a channel's subscribers.
+type fanoutPhase struct {
+	ch, idPrefix string
+	subs, msgs   int     // subscribers of g, messages
+	batch        int     // messages per publish request
+	rate         float64 // messages per second; 0: as fast as the API accepts them
+	size         int     // bytes of each message's SSE event
+}
+
+// publishPhase publishes f's messages (with id/prev-id) one request at a
+// time, waits until g has them all (or nothing arrived for 3 s), closes g
+// and records what arrived in r's metrics, each name prefixed with prefix;
+// w, when not nil, is finished as soon as the deliveries are in, before the
+// subscribers are closed. Latency runs from the message's scheduled publish time (fixed rate; so a
+// late publisher counts against the proxy) or its send time (max rate) to
+// its receipt. It returns the deliveries counted.
+func publishPhase(r *Result, g *sseGroup, pub *publisher, f fanoutPhase, prefix string, w *window) int64 {
+	var body, payload []byte
 	t0 := nowNS()
 	step := int64(0)
-	if rate > 0 {
-		step = int64(float64(time.Second) / rate)
+	if f.rate > 0 {
+		step = int64(float64(time.Second) / f.rate)
 	}
-	idPrefix := "m" + e.nonce + "-"
 	var id, prev string
 	pubErrors := 0
 	var pubLat histogram
-	for k := 1; k <= m; k += batch {
+	for k := 1; k <= f.msgs; k += f.batch {
 		pubNS := nowNS()
 		if step > 0 {
 			pubNS = t0 + int64(k-1)*step
@@ -104,26 +136,26 @@ func runFanout(e *runEnv, mode string) *Result {
 			}
 		}
 		body = append(body[:0], `{"items":[`...)
-		for j := k; j < k+batch && j <= m; j++ {
+		for j := k; j < k+f.batch && j <= f.msgs; j++ {
 			if j > k {
 				body = append(body, ',')
 			}
-			prev, id = id, idPrefix+strconv.Itoa(j)
-			payload = appendPayload(payload[:0], "data: ", pubNS, uint64(j), "\n\n")
-			body = appendStreamItem(body, ch, id, prev, payload)
+			prev, id = id, f.idPrefix+strconv.Itoa(j)
+			payload = appendPaddedPayload(payload[:0], pubNS, uint64(j), f.size)
+			body = appendStreamItem(body, f.ch, id, prev, payload)
 		}
 		body = append(body, `]}`...)
 		sent := nowNS()
 		if err := pub.post(body); err != nil {
 			pubErrors++
 			if pubErrors == 1 {
-				r.errorf("publish %d: %v", k, err)
+				r.errorf("%spublish %d: %v", prefix, k, err)
 			}
 		}
 		pubLat.Record(time.Duration(nowNS() - sent))
 	}
 	pubEnd := nowNS()
-	want := int64(n) * int64(m)
+	want := int64(f.subs) * int64(f.msgs)
 	// Drain: until everything arrived, or nothing arrived for 3 s.
 	lastCount, lastChange := int64(-1), time.Now()
 	for g.delivered.Load() < want {
@@ -135,33 +167,47 @@ func runFanout(e *runEnv, mode string) *Result {
 		time.Sleep(2 * time.Millisecond)
 	}
 	delivered := g.delivered.Load()
-	w.finish(r, float64(delivered), "delivery")
+	if w != nil {
+		w.finish(r, float64(delivered), "delivery")
+	}
 	g.close()
 	t := g.tally()
 
+	m := r.Metrics
 	span := float64(g.lastRecv.Load()-t0) / 1e9
-	r.Metrics["delivered"] = float64(delivered)
-	r.Metrics["expected"] = float64(want)
-	r.Metrics["lost"] = float64(t.lost)
-	r.Metrics["duplicated"] = float64(t.dups)
-	r.Metrics["reordered"] = float64(t.reorder)
-	r.Metrics["publish_errors"] = float64(pubErrors)
+	m[prefix+"delivered"] = float64(delivered)
+	m[prefix+"expected"] = float64(want)
+	m[prefix+"lost"] = float64(t.lost)
+	m[prefix+"duplicated"] = float64(t.dups)
+	m[prefix+"reordered"] = float64(t.reorder)
+	m[prefix+"publish_errors"] = float64(pubErrors)
 	if span > 0 {
-		r.Metrics["deliveries_per_s"] = float64(delivered) / span
+		m[prefix+"deliveries_per_s"] = float64(delivered) / span
 	}
-	r.Metrics["publish_rate_per_s"] = float64(m) / (float64(pubEnd-t0) / 1e9)
-	r.Metrics["sweep_last_recv_after_last_publish_ms"] = float64(g.lastRecv.Load()-pubEnd) / 1e6
-	g.hist.latencyMetrics(r.Metrics, "lat_")
-	pubLat.latencyMetrics(r.Metrics, "publish_api_")
+	m[prefix+"publish_rate_per_s"] = float64(f.msgs) / (float64(pubEnd-t0) / 1e9)
+	m[prefix+"sweep_last_recv_after_last_publish_ms"] = float64(g.lastRecv.Load()-pubEnd) / 1e6
+	g.hist.latencyMetrics(m, prefix+"lat_")
+	pubLat.latencyMetrics(m, prefix+"publish_api_")
 	if t.lost > 0 || t.dups > 0 || t.reorder > 0 {
-		r.errorf("lost %d, duplicated %d, reordered %d of %d deliveries", t.lost, t.dups, t.reorder, want)
+		r.errorf("%slost %d, duplicated %d, reordered %d of %d deliveries", prefix, t.lost, t.dups, t.reorder, want)
 	}
 	if t.firstErr != nil {
-		r.errorf("a subscriber failed: %v", t.firstErr)
+		r.errorf("%sa subscriber failed: %v", prefix, t.firstErr)
 	}
-	r.classify(rate > 0)
-	if rate > 0 && r.Bound == "sut-cpu" {
-		r.Notes = append(r.Notes, fmt.Sprintf("the proxy could not keep up with %g msgs/s to %d subscribers", rate, n))
+	return delivered
+}
+
+// appendPaddedPayload is appendPayload's SSE event ("data: <pub_ns> <seq>
+// x...\n\n", payloadSize bytes) padded with more x to size bytes.
+func appendPaddedPayload(dst []byte, pubNS int64, seq uint64, size int) []byte {
+	start := len(dst)
+	dst = appendPayload(dst, "data: ", pubNS, seq, "\n\n")
+	if len(dst)-start >= size {
+		return dst
 	}
-	return r
+	dst = dst[:len(dst)-2]
+	for len(dst)-start < size-2 {
+		dst = append(dst, 'x')
+	}
+	return append(dst, "\n\n"...)
 }

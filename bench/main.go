@@ -47,13 +47,13 @@ import (
 )
 
 // scenarioNames in the order they run.
-var scenarioNames = []string{"hold", holdWS, burstSSE, burstWS, fanoutRate, fanoutMax, fanoutBatch, fanoutRate10k, fanoutMax10k, "passthrough", "longpoll"}
+var scenarioNames = []string{"hold", holdWS, burstSSE, burstWS, fanoutRate, fanoutMax, fanoutBatch, fanoutStalled, fanoutRate10k, fanoutMax10k, "passthrough", "longpoll"}
 
 // gripOnly reports a scenario that needs a GRIP publish API (plain Caddy
 // has no fan-out or long-poll).
 func gripOnly(name string) bool {
 	switch name {
-	case fanoutRate, fanoutMax, fanoutBatch, fanoutRate10k, fanoutMax10k, "longpoll", burstSSE, burstWS:
+	case fanoutRate, fanoutMax, fanoutBatch, fanoutStalled, fanoutRate10k, fanoutMax10k, "longpoll", burstSSE, burstWS:
 		return true
 	}
 	return false
@@ -75,6 +75,8 @@ func runScenario(e *runEnv, name string) (r *Result, ok bool) {
 		return runBurst(e, transportWS), true
 	case fanoutRate, fanoutMax, fanoutBatch, fanoutRate10k, fanoutMax10k:
 		return runFanout(e, name), true
+	case fanoutStalled:
+		return runStalled(e), true
 	case "passthrough":
 		return runPassthrough(e), true
 	case "longpoll":

@@ -32,6 +32,12 @@ type params struct {
 	FanoutBatch     int
 	FanoutBatchMsgs int
 
+	// The stalled-readers scenario (fanout-stalled).
+	StalledSubs  int
+	StalledMsgs  int
+	StalledBytes int
+	StalledRate  float64
+
 	// The large fan-out scenarios (fanout-rate-10k, fanout-max-10k).
 	BigSubs    int
 	BigRate    float64
@@ -82,6 +88,10 @@ func (p *params) register(fs *flag.FlagSet) {
 	fs.IntVar(&p.FanoutMaxMsgs, "fanout-max-msgs", 1000, "fanout-max: messages")
 	fs.IntVar(&p.FanoutBatch, "fanout-batch", 10, "fanout-batch: messages per publish request")
 	fs.IntVar(&p.FanoutBatchMsgs, "fanout-batch-msgs", 1000, "fanout-batch: messages")
+	fs.IntVar(&p.StalledSubs, "stalled-subs", 200, "fanout-stalled: healthy subscribers; 1% and 10% as many stalled readers are added in turn")
+	fs.IntVar(&p.StalledMsgs, "stalled-msgs", 2000, "fanout-stalled: messages per mode and share")
+	fs.IntVar(&p.StalledBytes, "stalled-bytes", 4096, "fanout-stalled: bytes per message, enough to fill a stalled reader's socket buffers")
+	fs.Float64Var(&p.StalledRate, "stalled-rate", 200, "fanout-stalled: messages per second of the fixed-rate mode")
 	fs.IntVar(&p.BigSubs, "big-subs", 10000, "fanout-rate-10k and fanout-max-10k: subscribers on the one channel (the bench holds one fd each: keep under ~19,500)")
 	fs.Float64Var(&p.BigRate, "big-rate", 2, "fanout-rate-10k: messages per second")
 	fs.IntVar(&p.BigMsgs, "big-msgs", 60, "fanout-rate-10k: messages")
@@ -110,6 +120,7 @@ func (p *params) shrink() {
 	p.HoldConns, p.ConnectRate, p.HoldSettle, p.HoldIdle, p.HoldChannels = 200, 1000, time.Second, 2*time.Second, 10
 	p.FanoutSubs, p.FanoutMsgs, p.FanoutMaxMsgs, p.FanoutBatchMsgs, p.FanoutRate = 50, 40, 60, 100, 40
 	p.BigSubs, p.BigMsgs, p.BigMaxMsgs, p.BigRate = 200, 10, 20, 10
+	p.StalledSubs, p.StalledMsgs, p.StalledRate = 100, 100, 200
 	p.PassConns, p.PassDuration = 8, 2*time.Second
 	p.PollClients, p.PollDuration = 50, 3*time.Second
 	p.BurstConns, p.BurstWSConns, p.BurstSettled = 300, 200, 3*time.Second

@@ -213,6 +213,8 @@ var tableRows = []row{
 	{"longpoll", "gen_cpu_util", "generator CPU utilisation", nil},
 }
 
+func init() { tableRows = append(tableRows, stalledRows()...) }
+
 // stat is the median and range of one metric over the repetitions.
 type stat struct {
 	med, lo, hi float64

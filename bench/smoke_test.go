@@ -97,6 +97,7 @@ func smokeParams() *params {
 		FanoutSubs: 10, FanoutRate: 200, FanoutMsgs: 20, FanoutMaxMsgs: 30, FanoutBatch: 4, FanoutBatchMsgs: 30,
 		BigSubs: 25, BigRate: 100, BigMsgs: 10, BigMaxMsgs: 15,
 		BurstConns: 30, BurstWSConns: 20, BurstInflight: 10, BurstSettle: 50 * time.Millisecond, BurstSettled: 100 * time.Millisecond,
+		StalledSubs: 20, StalledMsgs: 30, StalledBytes: 4096, StalledRate: 300,
 		PassConns: 4, PassDuration: 300 * time.Millisecond,
 		PollClients: 5, PollDuration: 1500 * time.Millisecond, PollPublishers: 2, PollTimeout: 5,
 	}
@@ -183,6 +184,19 @@ func TestEveryScenarioDeliversCorrectlyThroughCaddyGrip(t *testing.T) {
 			metric(t, r, "lat_samples", want)
 		})
 	}
+	t.Run(fanoutStalled, func(t *testing.T) {
+		r := runStalled(env())
+		noErrors(t, r)
+		for _, mode := range []string{"max", "rate"} {
+			for _, share := range stalledShares {
+				prefix := fmt.Sprintf("%s_%dpct_", mode, share)
+				want := float64(p.StalledSubs * p.StalledMsgs)
+				metric(t, r, prefix+"delivered", want)
+				metric(t, r, prefix+"lost", 0)
+				metric(t, r, prefix+"stalled", float64((p.StalledSubs*share+99)/100))
+			}
+		}
+	})
 	t.Run("passthrough", func(t *testing.T) {
 		r := runPassthrough(env())
 		noErrors(t, r)
