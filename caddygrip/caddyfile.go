@@ -65,43 +65,20 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		var err error
 		switch opt {
 		case "hub":
-			v, err := stringArg(d, "grip", opt)
-			if err != nil {
-				return err
-			}
-			g.Hub = v
+			err = stringOpt(d, "grip", opt, &g.Hub)
 		case "sig_key":
-			v, err := stringArg(d, "grip", opt)
-			if err != nil {
-				return err
-			}
-			g.SigKey = v
+			err = stringOpt(d, "grip", opt, &g.SigKey)
 		case "sig_iss":
-			v, err := stringArg(d, "grip", opt)
-			if err != nil {
-				return err
-			}
-			g.SigIss = v
+			err = stringOpt(d, "grip", opt, &g.SigIss)
 		case "upstream_key":
-			v, err := stringArg(d, "grip", opt)
-			if err != nil {
-				return err
-			}
-			g.UpstreamKey = v
+			err = stringOpt(d, "grip", opt, &g.UpstreamKey)
 		case "max_instruct_size":
-			n, err := intArg(d, "grip", opt)
-			if err != nil {
-				return err
-			}
-			g.MaxInstructSize = n
+			err = intOpt(d, "grip", opt, &g.MaxInstructSize)
 		case "write_timeout":
-			dur, err := durationArg(d, "grip", opt)
-			if err != nil {
-				return err
-			}
-			g.WriteTimeout = dur
+			err = durationOpt(d, "grip", opt, &g.WriteTimeout)
 		case "id":
 			if !d.AllArgs(&g.ID) {
 				return d.ArgErr()
@@ -138,11 +115,7 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			g.Origins = append(g.Origins, args...)
 		case "max_message_size":
-			n, err := intArg(d, "grip", opt)
-			if err != nil {
-				return err
-			}
-			g.MaxMessageSize = n
+			err = intOpt(d, "grip", opt, &g.MaxMessageSize)
 		case "auto_cross_origin":
 			if d.NextArg() {
 				return d.ArgErr()
@@ -169,6 +142,9 @@ func (g *Grip) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 		default:
 			return d.Errf("unrecognized grip option '%s'", opt)
 		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -189,39 +165,25 @@ func (p *Publish) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	}
 	for d.NextBlock(0) {
 		opt := d.Val()
+		var err error
 		switch opt {
 		case "hub":
-			v, err := stringArg(d, "grip_publish", opt)
-			if err != nil {
-				return err
-			}
-			p.Hub = v
+			err = stringOpt(d, "grip_publish", opt, &p.Hub)
 		case "key":
-			v, err := stringArg(d, "grip_publish", opt)
-			if err != nil {
-				return err
-			}
-			p.Key = v
+			err = stringOpt(d, "grip_publish", opt, &p.Key)
 		case "max_body_size":
-			n, err := intArg(d, "grip_publish", opt)
-			if err != nil {
-				return err
-			}
+			var n int
+			n, err = intArg(d, "grip_publish", opt)
 			p.MaxBodySize = int64(n)
 		case "max_channel_length":
-			n, err := intArg(d, "grip_publish", opt)
-			if err != nil {
-				return err
-			}
-			p.MaxChannelLength = n
+			err = intOpt(d, "grip_publish", opt, &p.MaxChannelLength)
 		case "max_id_length":
-			n, err := intArg(d, "grip_publish", opt)
-			if err != nil {
-				return err
-			}
-			p.MaxIDLength = n
+			err = intOpt(d, "grip_publish", opt, &p.MaxIDLength)
 		default:
 			return d.Errf("unrecognized grip_publish option '%s'", opt)
+		}
+		if err != nil {
+			return err
 		}
 	}
 	return nil
@@ -263,6 +225,23 @@ func durationArg(d *caddyfile.Dispenser, directive, option string) (caddy.Durati
 		return 0, d.Errf("%s: %s %q: want a positive duration", directive, option, s)
 	}
 	return caddy.Duration(dur), nil
+}
+
+// stringOpt, intOpt and durationOpt read an option's one argument, as
+// stringArg, intArg and durationArg do, into dst.
+func stringOpt(d *caddyfile.Dispenser, directive, option string, dst *string) (err error) {
+	*dst, err = stringArg(d, directive, option)
+	return err
+}
+
+func intOpt(d *caddyfile.Dispenser, directive, option string, dst *int) (err error) {
+	*dst, err = intArg(d, directive, option)
+	return err
+}
+
+func durationOpt(d *caddyfile.Dispenser, directive, option string, dst *caddy.Duration) (err error) {
+	*dst, err = durationArg(d, directive, option)
+	return err
 }
 
 // sizeArg reads one positive size argument (bytes, or with a unit such as
