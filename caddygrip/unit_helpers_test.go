@@ -248,6 +248,7 @@ func (pipeAddr) String() string  { return "pipe" }
 type pipeServer struct {
 	client *http.Client
 	dialer *websocket.Dialer
+	dial   func(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
 // pipeURL is the base URL of every pipeServer.
@@ -269,7 +270,8 @@ func servePipe(t *testing.T, g *Grip, origin caddyhttp.Handler) *pipeServer {
 		defer close(served)
 		_ = srv.Serve(pn)
 	}()
-	tr := &http.Transport{DialContext: pn.DialContext, DisableKeepAlives: true}
+	// Keep-alive on: a request with Connection: close is not hijacked.
+	tr := &http.Transport{DialContext: pn.DialContext}
 	t.Cleanup(func() {
 		tr.CloseIdleConnections()
 		_ = srv.Close()
@@ -278,6 +280,7 @@ func servePipe(t *testing.T, g *Grip, origin caddyhttp.Handler) *pipeServer {
 	return &pipeServer{
 		client: &http.Client{Transport: tr},
 		dialer: &websocket.Dialer{NetDialContext: pn.DialContext},
+		dial:   pn.DialContext,
 	}
 }
 
