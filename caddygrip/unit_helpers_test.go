@@ -64,6 +64,7 @@ type originCall struct {
 	method, uri string
 	header      http.Header
 	body        []byte
+	at          time.Time // when it came
 }
 
 // events decodes the call's WebSocket-over-HTTP events.
@@ -107,7 +108,7 @@ func (o *stubOrigin) ServeHTTP(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	c := originCall{method: r.Method, uri: r.RequestURI, header: r.Header.Clone(), body: body}
+	c := originCall{method: r.Method, uri: r.RequestURI, header: r.Header.Clone(), body: body, at: time.Now()}
 	o.mu.Lock()
 	n := len(o.calls)
 	o.calls = append(o.calls, c)
