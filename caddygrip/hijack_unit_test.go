@@ -117,6 +117,7 @@ func TestUnitHijackedStreamSlowClientIsCutAtTheWriteTimeout(t *testing.T) {
 		}
 		defer res.Body.Close()
 		readExactly(t, res.Body, "hi\n")
+		wantHijacked(t)
 		start := time.Now()
 		// The client reads nothing more while this is written.
 		publishItems(t, p, streamItem("c", "", strings.Repeat("x", 256<<10)))
@@ -154,6 +155,7 @@ func TestUnitHijackedStreamCutsAClientThatSendsTooMuch(t *testing.T) {
 			t.Fatal(err)
 		}
 		readExactly(t, res.Body, "hi\n")
+		wantHijacked(t)
 		junk := []byte(strings.Repeat("j", 1024))
 		sent := 0
 		for ; sent <= 2*maxBytesAfterRequest; sent += len(junk) {
