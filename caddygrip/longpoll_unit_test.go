@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/caddy-grip/grip/instruct"
 )
 
 // holdResult is how a request served through grip ended.
@@ -56,7 +58,7 @@ func wantServed(t *testing.T, res holdResult) {
 func wantNoGripHeaders(t *testing.T, h http.Header) {
 	t.Helper()
 	for k := range h {
-		if isGripHeader(k) {
+		if instruct.IsGripHeader(k) {
 			t.Errorf("client got origin header %s: %q", k, h[k])
 		}
 	}

@@ -171,14 +171,7 @@ func TestUnitOriginOpenFailureIs502(t *testing.T) {
 
 func TestUnitTrustedUpstreamGetsGripAnswersUnprocessed(t *testing.T) {
 	g, _ := unitGrip(t, func(g *Grip) { g.UpstreamKey = "up" })
-	upstream, err := NewSigner(mustParseSigKey(t, "up"), "front", 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tok, err := upstream.Token()
-	if err != nil {
-		t.Fatal(err)
-	}
+	tok := craft(t, jwt.SigningMethodHS256, []byte("up"), jwt.MapClaims{"iss": "front", "exp": time.Now().Add(time.Hour).Unix()})
 	origin := always(caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
 		return answerGrip(w, "instructions", "Grip-Hold", "response", "Grip-Channel", "c")
 	}))
