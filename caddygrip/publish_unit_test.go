@@ -155,7 +155,7 @@ func TestUnitPublishRefusesAPingOver125BytesAndKeepsTheSubscribers(t *testing.T)
 		}
 		status, body := servePublish(t, p, "", ping(126))
 		if status != http.StatusBadRequest || body != "Invalid format: item 0: 'ws-message' contains ping content of 126 bytes, over the 125 a control frame holds\n" {
-			t.Fatalf("a 126-byte ping: publish answered %d %q, want 400 naming the limit", status, body)
+			t.Errorf("a 126-byte ping: publish answered %d %q, want 400 naming the limit", status, body)
 		}
 		time.Sleep(time.Second)
 		if status, body := servePublish(t, p, "", ping(125)); status != http.StatusOK {
