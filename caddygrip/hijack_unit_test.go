@@ -16,17 +16,11 @@ import (
 	"github.com/caddy-grip/grip/wsoverhttp"
 )
 
-// streamOrigin answers /s with a stream hold on channel c with initial
-// body start, and a gone link to /gone; it answers the gone POST with 204.
+// streamOrigin answers with a stream hold on channel c with initial body
+// start, and a gone link to /gone.
 func streamOrigin(start string) *stubOrigin {
-	return newStubOrigin(func(_ int, c originCall, w http.ResponseWriter) error {
-		if c.uri == "/gone" {
-			w.WriteHeader(http.StatusNoContent)
-			return nil
-		}
-		w.Header().Set("Content-Type", "text/event-stream")
-		return answerGrip(w, start, "Grip-Hold", "stream", "Grip-Channel", "c", "Grip-Link", "</gone>; rel=gone")
-	})
+	return holdThenGone(start, "Content-Type", "text/event-stream", "Grip-Hold", "stream", "Grip-Channel", "c",
+		"Grip-Link", "</gone>; rel=gone")
 }
 
 // readExactly reads len(want) bytes of a body and compares them.
@@ -55,8 +49,7 @@ func wantHijacked(t *testing.T) {
 
 func TestUnitHijackedStreamWritesChunksAndEndsWithTheLastChunk(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		origin := streamOrigin("event: start\n\n")
 		res, err := servePipe(t, g, origin).client.Get(pipeURL + "/s")
 		if err != nil {
@@ -108,8 +101,7 @@ func TestUnitHijackedStreamClientLeavingPostsTheGoneLink(t *testing.T) {
 
 func TestUnitHijackedStreamSlowClientIsCutAtTheWriteTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		origin := streamOrigin("hi\n")
 		res, err := servePipe(t, g, origin).client.Get(pipeURL + "/s")
 		if err != nil {
@@ -181,8 +173,7 @@ func TestUnitHijackedStreamCutsAClientThatSendsTooMuch(t *testing.T) {
 
 func TestUnitHijackedStreamOverTCPLeavesNoGoroutines(t *testing.T) {
 	checkNoLeaks(t)
-	g, _ := unitGrip(t, nil)
-	p := unitPublisher(t, g)
+	g, p := gripAndPublisher(t)
 	origin := streamOrigin("hi\n")
 	srv := serveGrip(t, g, origin)
 	tr := &http.Transport{}
@@ -204,8 +195,7 @@ func TestUnitHijackedStreamOverTCPLeavesNoGoroutines(t *testing.T) {
 
 func TestUnitWebSocketOverTCPLeavesNoGoroutines(t *testing.T) {
 	checkNoLeaks(t)
-	g, _ := unitGrip(t, nil)
-	p := unitPublisher(t, g)
+	g, p := gripAndPublisher(t)
 	origin := wsEcho("room")
 	srv := serveGrip(t, g, origin)
 	conn, _, err := websocket.DefaultDialer.Dial("ws"+strings.TrimPrefix(srv.URL, "http")+"/chat", nil)
@@ -213,18 +203,7 @@ func TestUnitWebSocketOverTCPLeavesNoGoroutines(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer conn.Close()
-	if err := conn.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
-		t.Fatal(err)
-	}
-	if got := readText(t, conn); got != "echo hello" {
-		t.Fatalf("client got %q", got)
-	}
-	publishItems(t, p, `{"channel":"room","formats":{"ws-message":{"content":"news"}}}`)
-	if got := readText(t, conn); got != "news" {
-		t.Fatalf("client got %q", got)
-	}
-	_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
-	readClose(t, conn)
+	chat(t, conn, p, websocket.CloseNormalClosure, "")
 	g.sessions.Wait()
 	wantEvents(t, origin, "OPEN", "TEXT hello", "CLOSE 1000")
 }

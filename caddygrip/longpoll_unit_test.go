@@ -66,8 +66,7 @@ func wantNoGripHeaders(t *testing.T, h http.Header) {
 
 func TestUnitLongPollIsAnsweredByAPublishedResponse(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		origin := always(caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
 			w.Header().Set("Content-Length", "9")
 			return answerGrip(w, "timed out", "Grip-Hold", "response", "Grip-Channel", "c", "X-Origin", "kept")
@@ -98,10 +97,7 @@ func TestUnitLongPollIsAnsweredByAPublishedResponse(t *testing.T) {
 func TestUnitLongPollTimeoutAnswersWithTheHeldResponse(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, _ := unitGrip(t, nil)
-		origin := always(caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
-			return answerGrip(w, "nothing new\n", "Grip-Hold", "response", "Grip-Channel", "c",
-				"Grip-Timeout", "7", "Grip-Status", "202 Waited")
-		}))
+		origin := gripAnswers("nothing new\n", "Grip-Hold", "response", "Grip-Channel", "c", "Grip-Timeout", "7", "Grip-Status", "202 Waited")
 		start := time.Now()
 		w, done := longPoll(g, origin, httptest.NewRequest(http.MethodGet, "/poll", nil))
 		wantServed(t, <-done)
@@ -112,16 +108,13 @@ func TestUnitLongPollTimeoutAnswersWithTheHeldResponse(t *testing.T) {
 			t.Fatalf("client got %d %q, want the held 202 body", w.Code, w.Body)
 		}
 		wantNoGripHeaders(t, w.Header())
-		if n := g.ref.hub.Stats().Subscribers; n != 0 {
-			t.Errorf("%d subscribers left in the hub", n)
-		}
+		wantNoSubscribers(t, g)
 	})
 }
 
 func TestUnitLongPollHintReRequestsTheOriginWithGripLast(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		origin := newStubOrigin(func(n int, _ originCall, w http.ResponseWriter) error {
 			if n == 0 {
 				return answerGrip(w, "old\n", "Grip-Hold", "response", "Grip-Channel", "c; prev-id=5")
@@ -157,8 +150,7 @@ func TestUnitLongPollHintReRequestsTheOriginWithGripLast(t *testing.T) {
 
 func TestUnitLongPollBehindTheChannelOrAfterAGapIsReRequested(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		publishItems(t, p, `{"channel":"c","id":"6","prev-id":"5","formats":{"http-response":{"body":"six\n"}}}`)
 		origin := newStubOrigin(func(n int, _ originCall, w http.ResponseWriter) error {
 			switch n {
@@ -190,13 +182,7 @@ func TestUnitLongPollBehindTheChannelOrAfterAGapIsReRequested(t *testing.T) {
 func TestUnitLongPollClientLeavingPostsTheGoneLink(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, _ := unitGrip(t, nil)
-		origin := newStubOrigin(func(n int, _ originCall, w http.ResponseWriter) error {
-			if n == 0 {
-				return answerGrip(w, "", "Grip-Hold", "response", "Grip-Channel", "c",
-					"Grip-Link", "</left?who=me>; rel=gone")
-			}
-			return nil
-		})
+		origin := holdThenGone("", "Grip-Hold", "response", "Grip-Channel", "c", "Grip-Link", "</left?who=me>; rel=gone")
 		ctx, leave := context.WithCancel(context.Background())
 		r := httptest.NewRequestWithContext(ctx, http.MethodGet, "/poll", nil)
 		_, done := longPoll(g, origin, r)
@@ -207,19 +193,14 @@ func TestUnitLongPollClientLeavingPostsTheGoneLink(t *testing.T) {
 		if got := origin.uris(); !slices.Equal(got, []string{"GET /poll", "POST /left?who=me"}) {
 			t.Fatalf("origin got %q, want the gone link posted once", got)
 		}
-		if n := g.ref.hub.Stats().Subscribers; n != 0 {
-			t.Errorf("%d subscribers left in the hub", n)
-		}
+		wantNoSubscribers(t, g)
 	})
 }
 
 func TestUnitLongPollReRequestsStopAfterFiveAndHoldSettled(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
-		origin := always(caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
-			return answerGrip(w, "held\n", "Grip-Hold", "response", "Grip-Channel", "c", "Grip-Timeout", "30")
-		}))
+		g, p := gripAndPublisher(t)
+		origin := gripAnswers("held\n", "Grip-Hold", "response", "Grip-Channel", "c", "Grip-Timeout", "30")
 		start := time.Now()
 		w, done := longPoll(g, origin, httptest.NewRequest(http.MethodGet, "/poll", nil))
 		for range maxRetries + 2 {

@@ -137,8 +137,7 @@ func TestUnitOriginReRequestThatAbortsOrPanicsIs502(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
-				g, _ := unitGrip(t, nil)
-				p := unitPublisher(t, g)
+				g, p := gripAndPublisher(t)
 				origin := newStubOrigin(func(n int, _ originCall, w http.ResponseWriter) error {
 					if n > 0 {
 						panic(tc.panic) // as reverse_proxy aborts a broken upstream
@@ -172,9 +171,7 @@ func TestUnitOriginOpenFailureIs502(t *testing.T) {
 func TestUnitTrustedUpstreamGetsGripAnswersUnprocessed(t *testing.T) {
 	g, _ := unitGrip(t, func(g *Grip) { g.UpstreamKey = "up" })
 	tok := craft(t, jwt.SigningMethodHS256, []byte("up"), jwt.MapClaims{"iss": "front", "exp": time.Now().Add(time.Hour).Unix()})
-	origin := always(caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
-		return answerGrip(w, "instructions", "Grip-Hold", "response", "Grip-Channel", "c")
-	}))
+	origin := gripAnswers("instructions", "Grip-Hold", "response", "Grip-Channel", "c")
 	for _, tc := range []struct {
 		name, sig string
 		trusted   bool

@@ -29,8 +29,7 @@ func holdOrigin() *stubOrigin {
 
 func TestUnitPublishDeliversEachFormatToItsTransport(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		origin := holdOrigin()
 		poll, polled := longPoll(g, origin, httptest.NewRequest(http.MethodGet, "/poll", nil))
 		sw := newStallWriter()
@@ -66,8 +65,7 @@ func TestUnitPublishDeliversEachFormatToItsTransport(t *testing.T) {
 
 func TestUnitPublishRefusesBadBodiesWith400AndDeliversNothing(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		sw := newStallWriter()
 		done, leave := stream(g, sw, "/s", holdOrigin())
 		synctest.Wait()
@@ -138,8 +136,7 @@ func TestUnitPublishAnswersByAcceptPathMethodAndSize(t *testing.T) {
 // WebSocket subscriber; one that fits goes out, and the subscribers stay.
 func TestUnitPublishRefusesAPingOver125BytesAndKeepsTheSubscribers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		ps := servePipe(t, g, wsEcho("c"))
 		pings := make(chan string, 8)
 		var conns []*websocket.Conn

@@ -50,8 +50,7 @@ const closeStream = `{"channel":"c","formats":{"http-stream":{"action":"close"}}
 
 func TestUnitStreamDeliversPublishedContentAndIdleKeepAlives(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		origin := always(caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
 			w.Header().Set("Content-Type", "text/event-stream")
 			return answerGrip(w, "event: start\n\n", "Grip-Hold", "stream", "Grip-Channel", "c",
@@ -77,20 +76,14 @@ func TestUnitStreamDeliversPublishedContentAndIdleKeepAlives(t *testing.T) {
 
 		publishItems(t, p, closeStream)
 		wantServed(t, <-done)
-		if n := g.ref.hub.Stats().Subscribers; n != 0 {
-			t.Errorf("%d subscribers left in the hub", n)
-		}
+		wantNoSubscribers(t, g)
 	})
 }
 
 func TestUnitStreamIntervalKeepAlivesRunThroughSends(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
-		origin := always(caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
-			return answerGrip(w, "", "Grip-Hold", "stream", "Grip-Channel", "c",
-				"Grip-Keep-Alive", "k; timeout=10; mode=interval")
-		}))
+		g, p := gripAndPublisher(t)
+		origin := gripAnswers("", "Grip-Hold", "stream", "Grip-Channel", "c", "Grip-Keep-Alive", "k; timeout=10; mode=interval")
 		w := newStallWriter()
 		done, _ := stream(g, w, "/s", origin)
 		synctest.Wait()
@@ -110,8 +103,7 @@ func TestUnitStreamIntervalKeepAlivesRunThroughSends(t *testing.T) {
 
 func TestUnitStreamHeaderHoldSendsTheInitialBodyUnbuffered(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		more := make(chan struct{})
 		origin := always(caddyhttp.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) error {
 			w.Header().Set("Grip-Hold", "stream")
@@ -137,14 +129,8 @@ func TestUnitStreamHeaderHoldSendsTheInitialBodyUnbuffered(t *testing.T) {
 
 func TestUnitStreamSlowClientIsCutAndTheGoneLinkPosted(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
-		origin := newStubOrigin(func(n int, _ originCall, w http.ResponseWriter) error {
-			if n == 0 {
-				return answerGrip(w, "", "Grip-Hold", "stream", "Grip-Channel", "c", "Grip-Link", "</gone>; rel=gone")
-			}
-			return nil
-		})
+		g, p := gripAndPublisher(t)
+		origin := holdThenGone("", "Grip-Hold", "stream", "Grip-Channel", "c", "Grip-Link", "</gone>; rel=gone")
 		w := newStallWriter()
 		done, _ := stream(g, w, "/s", origin)
 		synctest.Wait()
@@ -166,13 +152,7 @@ func TestUnitStreamSlowClientIsCutAndTheGoneLinkPosted(t *testing.T) {
 func TestUnitStreamClientLeavingPostsTheGoneLinkOnce(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, _ := unitGrip(t, nil)
-		origin := newStubOrigin(func(n int, _ originCall, w http.ResponseWriter) error {
-			if n == 0 {
-				return answerGrip(w, "hi\n", "Grip-Hold", "stream", "Grip-Channel", "c",
-					"Grip-Link", "</gone?id=1>; rel=gone")
-			}
-			return nil
-		})
+		origin := holdThenGone("hi\n", "Grip-Hold", "stream", "Grip-Channel", "c", "Grip-Link", "</gone?id=1>; rel=gone")
 		w := newStallWriter()
 		done, leave := stream(g, w, "/s", origin)
 		synctest.Wait()
@@ -187,8 +167,7 @@ func TestUnitStreamClientLeavingPostsTheGoneLinkOnce(t *testing.T) {
 
 func TestUnitStreamFollowsNextLinksOnHintsAndGaps(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		origin := newStubOrigin(func(n int, c originCall, w http.ResponseWriter) error {
 			switch c.uri {
 			case "/s":

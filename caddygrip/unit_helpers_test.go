@@ -49,6 +49,14 @@ func unitGrip(t *testing.T, configure func(g *Grip)) (*Grip, *observer.ObservedL
 	return g, logs
 }
 
+// gripAndPublisher is unitGrip without options and a grip_publish
+// handler on its hub.
+func gripAndPublisher(t *testing.T) (*Grip, *Publish) {
+	t.Helper()
+	g, _ := unitGrip(t, nil)
+	return g, unitPublisher(t, g)
+}
+
 // unitPublisher is a grip_publish handler on g's hub.
 func unitPublisher(t *testing.T, g *Grip) *Publish {
 	t.Helper()
@@ -143,6 +151,35 @@ func answerGrip(w http.ResponseWriter, body string, hdr ...string) error {
 	}
 	_, err := io.WriteString(w, body)
 	return err
+}
+
+// gripAnswers is an origin giving every request the same GRIP answer:
+// body, and headers as name, value pairs.
+func gripAnswers(body string, hdr ...string) *stubOrigin {
+	return newStubOrigin(func(_ int, _ originCall, w http.ResponseWriter) error {
+		return answerGrip(w, body, hdr...)
+	})
+}
+
+// wantNoSubscribers checks that the sessions left the hub.
+func wantNoSubscribers(t *testing.T, g *Grip) {
+	t.Helper()
+	if n := g.ref.hub.Stats().Subscribers; n != 0 {
+		t.Errorf("%d subscribers left in the hub", n)
+	}
+}
+
+// holdThenGone answers the first request with a GRIP answer (body and
+// headers as name, value pairs) and every later one, a gone link's POST,
+// with 204.
+func holdThenGone(body string, hdr ...string) *stubOrigin {
+	return newStubOrigin(func(n int, _ originCall, w http.ResponseWriter) error {
+		if n > 0 {
+			w.WriteHeader(http.StatusNoContent)
+			return nil
+		}
+		return answerGrip(w, body, hdr...)
+	})
 }
 
 // answerEvents writes a WebSocket-over-HTTP answer with the grip extension

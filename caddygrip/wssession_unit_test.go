@@ -72,6 +72,36 @@ func readClose(t *testing.T, conn *websocket.Conn) *websocket.CloseError {
 	}
 }
 
+// chat runs a session against wsEcho("room") from the client side: a
+// message and its echo, a published message, then the client's close
+// with code and reason, which the session sends back once the origin
+// acknowledged it.
+func chat(t *testing.T, conn *websocket.Conn, p *Publish, code int, reason string) {
+	t.Helper()
+	if err := conn.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if got := readText(t, conn); got != "echo hello" {
+		t.Fatalf("client got %q, want the origin's echo", got)
+	}
+	publishItems(t, p, `{"channel":"room","formats":{"ws-message":{"content":"news"}}}`)
+	if got := readText(t, conn); got != "news" {
+		t.Fatalf("client got %q, want the published message", got)
+	}
+	closeWS(t, conn, code, reason)
+	if ce := readClose(t, conn); ce.Code != code || ce.Text != reason {
+		t.Fatalf("client got close %d %q, want its own close back", ce.Code, ce.Text)
+	}
+}
+
+// closeWS sends a close frame from the client.
+func closeWS(t *testing.T, conn *websocket.Conn, code int, reason string) {
+	t.Helper()
+	if err := conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(code, reason), time.Now().Add(time.Second)); err != nil {
+		t.Fatalf("client close: %v", err)
+	}
+}
+
 func wantEvents(t *testing.T, o *stubOrigin, want ...string) {
 	t.Helper()
 	if got := allEvents(t, o); !slices.Equal(got, want) {
@@ -81,28 +111,11 @@ func wantEvents(t *testing.T, o *stubOrigin, want ...string) {
 
 func TestUnitWebSocketRelaysTextSubscribesAndClosesThroughTheOrigin(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		origin := wsEcho("room")
 		conn := servePipe(t, g, origin).dialWS(t, "/chat?x=1")
 		defer conn.Close()
-
-		if err := conn.WriteMessage(websocket.TextMessage, []byte("hello")); err != nil {
-			t.Fatal(err)
-		}
-		if got := readText(t, conn); got != "echo hello" {
-			t.Fatalf("client got %q, want the origin's echo", got)
-		}
-		publishItems(t, p, `{"channel":"room","formats":{"ws-message":{"content":"news"}}}`)
-		if got := readText(t, conn); got != "news" {
-			t.Fatalf("client got %q, want the published message", got)
-		}
-		if err := conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(4000, "bye"), time.Now().Add(time.Second)); err != nil {
-			t.Fatal(err)
-		}
-		if ce := readClose(t, conn); ce.Code != 4000 || ce.Text != "bye" {
-			t.Fatalf("client got close %d %q, want its own close back once the origin acknowledged it", ce.Code, ce.Text)
-		}
+		chat(t, conn, p, 4000, "bye")
 		g.sessions.Wait()
 		wantEvents(t, origin, "OPEN", "TEXT hello", "CLOSE 4000 bye")
 
@@ -170,8 +183,8 @@ func TestUnitWebSocketOriginDisconnectAndCloseEndTheSession(t *testing.T) {
 					if ce := readClose(t, conn); ce.Code != tc.code || ce.Text != "kicked" {
 						t.Fatalf("client got close %d %q", ce.Code, ce.Text)
 					}
-					// The client answers; the session reports the answer and ends.
-					_ = conn.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(tc.code, ""), time.Now().Add(time.Second))
+					// gorilla has answered the close with its code; the
+					// session reports the answer to the origin and ends.
 					g.sessions.Wait()
 					wantEvents(t, origin, "OPEN", "TEXT go", "CLOSE 4001")
 					return
@@ -256,8 +269,7 @@ func TestUnitWebSocketReaderEndsWhenTheSessionEndsWithTheOriginBehind(t *testing
 // for a client that vanished.
 func TestUnitWebSocketSlowClientCutIsReportedToTheOrigin(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		origin := wsEcho("room")
 		conn := servePipe(t, g, origin).dialWS(t, "/chat")
 		defer conn.Close()
@@ -280,8 +292,7 @@ func TestUnitWebSocketSlowClientCutIsReportedToTheOrigin(t *testing.T) {
 // stays connected and gets what follows.
 func TestUnitWebSocketPingOver125BytesIsDroppedWithoutCuttingTheClient(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		g, _ := unitGrip(t, nil)
-		p := unitPublisher(t, g)
+		g, p := gripAndPublisher(t)
 		pad := strings.Repeat("p", 120)
 		origin := newStubOrigin(func(n int, c originCall, w http.ResponseWriter) error {
 			if n := c.events(t); len(n) > 0 && n[0].Type == wsoverhttp.Open {
@@ -313,7 +324,7 @@ func TestUnitWebSocketPingOver125BytesIsDroppedWithoutCuttingTheClient(t *testin
 			t.Fatalf("a client got a ping of %d bytes", len(<-pings))
 		}
 		for _, c := range conns {
-			_ = c.WriteControl(websocket.CloseMessage, websocket.FormatCloseMessage(websocket.CloseNormalClosure, ""), time.Now().Add(time.Second))
+			closeWS(t, c, websocket.CloseNormalClosure, "")
 			readClose(t, c)
 		}
 		g.sessions.Wait()
