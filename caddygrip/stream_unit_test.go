@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"github.com/gorilla/websocket"
 
 	"github.com/caddy-grip/grip/hub"
 )
@@ -261,4 +262,100 @@ func TestUnitStreamNextLinkIsRetriedWithBackOff(t *testing.T) {
 			})
 		})
 	}
+}
+
+func TestUnitStreamPagesFollowNextLinksWithoutAHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, _ := unitGrip(t, nil)
+		origin := newStubOrigin(func(_ int, c originCall, w http.ResponseWriter) error {
+			switch c.uri {
+			case "/pages":
+				return answerGrip(w, "page 1\n", "Grip-Link", "</pages?n=2>; rel=next")
+			case "/pages?n=2":
+				return answerGrip(w, "page 2\n", "Grip-Link", "</pages?n=3>; rel=next")
+			}
+			return answerGrip(w, "page 3\n")
+		})
+		w := newStallWriter()
+		done, _ := stream(g, w, "/pages", origin)
+		wantServed(t, <-done)
+		if got := w.text(); got != "page 1\npage 2\npage 3\n" {
+			t.Fatalf("client got %q, want the pages one after the other", got)
+		}
+		wantNoSubscribers(t, g)
+	})
+}
+
+func TestUnitStreamFromAJSONInstructStartsWithItsBody(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, p := gripAndPublisher(t)
+		origin := gripAnswers(`{"hold":{"mode":"stream","channels":[{"name":"c"}]},"response":{"headers":{"Content-Type":"text/plain"},"body":"json start\n"}}`,
+			"Content-Type", "application/grip-instruct")
+		w := newStallWriter()
+		done, _ := stream(g, w, "/s", origin)
+		wantText(t, w, "json start\n")
+		publishItems(t, p, streamItem("c", "", "more\n"))
+		wantText(t, w, "json start\nmore\n")
+		if ct := w.Header().Get("Content-Type"); ct != "text/plain" {
+			t.Errorf("Content-Type %q, want the instruct's", ct)
+		}
+		publishItems(t, p, closeStream)
+		wantServed(t, <-done)
+	})
+}
+
+func TestUnitExitDrainEndsEveryHold(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, _ := unitGrip(t, nil)
+		origin := holdOrigin()
+		poll, polled := longPoll(g, origin, httptest.NewRequest(http.MethodGet, "/poll", nil))
+		sw := newStallWriter()
+		streamed, _ := stream(g, sw, "/s", origin)
+		conn := servePipe(t, g, origin).dialWS(t, "/ws")
+		defer conn.Close()
+		// The client reads, as a kernel's socket buffer would take the close.
+		read := make(chan error, 1)
+		go func() {
+			_, _, err := conn.ReadMessage()
+			read <- err
+		}()
+		synctest.Wait()
+		start := time.Now()
+		g.drain()
+		if waited := time.Since(start); waited != 0 {
+			t.Errorf("drain took %v", waited)
+		}
+		wantServed(t, <-polled)
+		if poll.Body.String() != "timeout\n" {
+			t.Errorf("long-poll got %q, want its held response at once", poll.Body)
+		}
+		if res := <-streamed; res.aborted || res.err != nil {
+			t.Errorf("stream ended with %v (aborted %v), want a clean end", res.err, res.aborted)
+		}
+		if err := <-read; !websocket.IsCloseError(err, websocket.CloseGoingAway) {
+			t.Errorf("WebSocket read %v, want close 1001", err)
+		}
+		g.sessions.Wait()
+		wantEvents(t, origin, "OPEN", "DISCONNECT")
+	})
+}
+
+func TestUnitLongPollIsUpdatedASecondAfterTheChannelsFirstSubscription(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g, _ := newTestGrip(t) // update_on_first_subscription on, as by default
+		origin := newStubOrigin(func(n int, _ originCall, w http.ResponseWriter) error {
+			if n == 0 {
+				return answerGrip(w, "", "Grip-Hold", "response", "Grip-Channel", "c")
+			}
+			return answerGrip(w, "what was published meanwhile\n")
+		})
+		start := time.Now()
+		w, done := longPoll(g, origin, httptest.NewRequest(http.MethodGet, "/poll", nil))
+		wantServed(t, <-done)
+		calls := origin.got()
+		if len(calls) != 2 || calls[1].at.Sub(start) != firstSubscriptionDelay || w.Body.String() != "what was published meanwhile\n" {
+			t.Fatalf("origin got %q, the second after %v; client %q: want a re-request a second after subscribing",
+				origin.uris(), calls[len(calls)-1].at.Sub(start), w.Body)
+		}
+	})
 }
