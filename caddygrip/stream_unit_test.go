@@ -69,11 +69,15 @@ func TestUnitStreamDeliversPublishedContentAndIdleKeepAlives(t *testing.T) {
 		wantText(t, w, "event: start\n\ndata: one\n\n")
 		time.Sleep(15 * time.Second)
 		wantText(t, w, "event: start\n\ndata: one\n\n")
-		time.Sleep(5 * time.Second) // 20s idle, less up to a second of jitter
-		wantText(t, w, "event: start\n\ndata: one\n\n:ka\n\n")
-		publishItems(t, p, streamItem("c", "2", "data: two\n\n"))
-		time.Sleep(18 * time.Second) // the send restarted the idle timer
-		wantText(t, w, "event: start\n\ndata: one\n\n:ka\n\ndata: two\n\n")
+		publishItems(t, p, streamItem("c", "2", "data: two\n\n")) // restarts the idle timer
+		time.Sleep(10 * time.Second)
+		wantText(t, w, "event: start\n\ndata: one\n\ndata: two\n\n")
+		time.Sleep(10 * time.Second) // 20s idle, less up to a second of jitter
+		wantText(t, w, "event: start\n\ndata: one\n\ndata: two\n\n:ka\n\n")
+		time.Sleep(18 * time.Second)
+		wantText(t, w, "event: start\n\ndata: one\n\ndata: two\n\n:ka\n\n")
+		time.Sleep(2 * time.Second)
+		wantText(t, w, "event: start\n\ndata: one\n\ndata: two\n\n:ka\n\n:ka\n\n")
 
 		publishItems(t, p, closeStream)
 		wantServed(t, <-done)
@@ -216,7 +220,7 @@ func TestUnitStreamNextLinkIsRetriedWithBackOff(t *testing.T) {
 		body  string
 	}{
 		{"answered on the third try", 2, "start\nnext\n"},
-		{"failing five times ends the stream", linkTries, "start\n"},
+		{"failing five times ends the stream", 5, "start\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			synctest.Test(t, func(t *testing.T) {
@@ -240,23 +244,24 @@ func TestUnitStreamNextLinkIsRetriedWithBackOff(t *testing.T) {
 				publishItems(t, p, `{"channel":"c","formats":{"http-stream":{"action":"hint"}}}`)
 				wantServed(t, <-done)
 				waited := time.Since(start)
-				// 1s, 2s, 4s, 8s between tries, each with up to a second of jitter.
+				// 1s, 2s, 4s, 8s between tries, each with up to a second of
+				// jitter, as in Pushpin.
 				var lo time.Duration
-				for i := range min(tc.fails, linkTries-1) {
-					lo += linkBaseDelay << i
+				for _, d := range []time.Duration{time.Second, 2 * time.Second, 4 * time.Second, 8 * time.Second}[:min(tc.fails, 4)] {
+					lo += d
 				}
-				hi := lo + time.Duration(min(tc.fails, linkTries-1))*time.Second
+				hi := lo + time.Duration(min(tc.fails, 4))*time.Second
 				if waited < lo || waited >= hi {
 					t.Errorf("the tries took %v, want between %v and %v", waited, lo, hi)
 				}
-				if n := len(origin.got()); n != 1+min(tc.fails+1, linkTries) {
+				if n := len(origin.got()); n != 1+min(tc.fails+1, 5) { // five tries in all
 					t.Errorf("origin got %d requests", n)
 				}
 				if got := w.text(); got != tc.body {
 					t.Errorf("client got %q, want %q", got, tc.body)
 				}
 				failed := logs.FilterMessage("next link failed; ending the stream").Len()
-				if want := tc.fails == linkTries; (failed == 1) != want {
+				if want := tc.fails == 5; (failed == 1) != want {
 					t.Errorf("%d lines say the link failed", failed)
 				}
 			})
