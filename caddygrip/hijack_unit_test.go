@@ -47,22 +47,31 @@ func wantHijacked(t *testing.T) {
 	}
 }
 
+// getHijacked GETs /s through a pipe server for g and origin, reads the
+// initial body start and waits for the stream to be hijacked; the body is
+// closed at the end of the test.
+func getHijacked(t *testing.T, g *Grip, origin *stubOrigin, start string) *http.Response {
+	t.Helper()
+	res, err := servePipe(t, g, origin).client.Get(pipeURL + "/s")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { res.Body.Close() })
+	readExactly(t, res.Body, start)
+	wantHijacked(t)
+	return res
+}
+
 func TestUnitHijackedStreamWritesChunksAndEndsWithTheLastChunk(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, p := gripAndPublisher(t)
 		origin := streamOrigin("event: start\n\n")
-		res, err := servePipe(t, g, origin).client.Get(pipeURL + "/s")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
+		res := getHijacked(t, g, origin, "event: start\n\n")
 		if res.StatusCode != http.StatusOK || !slices.Equal(res.TransferEncoding, []string{"chunked"}) ||
 			res.Header.Get("Content-Type") != "text/event-stream" {
 			t.Fatalf("client got %d %v %v", res.StatusCode, res.TransferEncoding, res.Header)
 		}
 		wantNoGripHeaders(t, res.Header)
-		readExactly(t, res.Body, "event: start\n\n")
-		wantHijacked(t)
 
 		publishItems(t, p, streamItem("c", "1", "data: one\n\n"))
 		readExactly(t, res.Body, "data: one\n\n")
@@ -82,20 +91,12 @@ func TestUnitHijackedStreamClientLeavingPostsTheGoneLink(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, _ := unitGrip(t, nil)
 		origin := streamOrigin("hi\n")
-		res, err := servePipe(t, g, origin).client.Get(pipeURL + "/s")
-		if err != nil {
-			t.Fatal(err)
-		}
-		readExactly(t, res.Body, "hi\n")
-		wantHijacked(t)
-		res.Body.Close()
+		getHijacked(t, g, origin, "hi\n").Body.Close()
 		g.sessions.Wait()
 		if got := origin.uris(); !slices.Equal(got, []string{"GET /s", "POST /gone"}) {
 			t.Fatalf("origin got %q, want the gone link posted", got)
 		}
-		if st := g.ref.hub.Stats(); st.Subscribers != 0 {
-			t.Fatalf("%d subscribers left", st.Subscribers)
-		}
+		wantNoSubscribers(t, g)
 	})
 }
 
@@ -103,13 +104,7 @@ func TestUnitHijackedStreamSlowClientIsCutAtTheWriteTimeout(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		g, p := gripAndPublisher(t)
 		origin := streamOrigin("hi\n")
-		res, err := servePipe(t, g, origin).client.Get(pipeURL + "/s")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		readExactly(t, res.Body, "hi\n")
-		wantHijacked(t)
+		res := getHijacked(t, g, origin, "hi\n")
 		start := time.Now()
 		// The client reads nothing more while this is written.
 		publishItems(t, p, streamItem("c", "", strings.Repeat("x", 256<<10)))
