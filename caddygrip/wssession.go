@@ -170,6 +170,7 @@ func (s *wsSession) run() {
 	go s.readLoop()
 	s.idle.reset(s.keepAliveInterval)
 	s.ping = time.NewTicker(wsPingInterval)
+	s.afterEvent(ctx) // act on what the OPEN answer set: a send-delayed timer, a close
 	for {
 		in := s.inbound
 		if s.pendingBytes >= wohMaxBatch {
