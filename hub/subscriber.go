@@ -103,6 +103,7 @@ type Subscriber struct {
 	ended  bool
 	reason CloseReason
 	chans  map[string]struct{} // channels subscribed, kept by the hub
+	held   map[string]*heldBack // channels catching up from a HistorySource
 
 	filt atomic.Pointer[subFilters] // meta and filters; nil when none
 }
@@ -205,6 +206,18 @@ func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes 
 	if s.ended {
 		s.mu.Unlock()
 		return enqueueSkipped, 0
+	}
+	if hb := s.held[channel]; hb != nil {
+		// Catching up (historysource.go): queued after the history.
+		if n := len(hb.queue); n > 0 && (n+1 > maxItems || hb.bytes+cost > maxBytes) {
+			s.endLocked(ReasonSlow)
+			s.mu.Unlock()
+			return enqueueOverflowed, n + 1
+		}
+		hb.queue = append(hb.queue, Delivery{Channel: channel, Item: it})
+		hb.bytes += cost
+		s.mu.Unlock()
+		return enqueueDone, 0
 	}
 	n := len(s.queue)
 	if n > 0 && (n+1 > maxItems || s.qbytes+cost > maxBytes) {

@@ -1,0 +1,563 @@
+package natsbus
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/caddy-grip/grip/hub"
+)
+
+// HistoryOptions keeps the items of some channels in one JetStream stream
+// per bus (per subject prefix), so that any node can catch a client up on
+// a channel it did not follow. Every node sharing the prefix must cover
+// the same channels: a covered channel travels on its history subject.
+type HistoryOptions struct {
+	// Covers reports whether channel keeps history; nil covers every one.
+	Covers func(channel string) bool
+	// Size is how many items each channel keeps (the stream's
+	// MaxMsgsPerSubject) and the most a catch-up reads.
+	Size int
+	// MaxAge drops items older than it; 0 keeps them until pushed out.
+	MaxAge time.Duration
+	// MaxBytes bounds the stream; the oldest messages go first. 0 is
+	// unbounded (the server's limits apply).
+	MaxBytes int64
+	// Duplicates is the stream's window for Nats-Msg-Id, which is set to
+	// the channel and the item id, so that a publish retried on another
+	// node is stored once; default DefaultHistoryDuplicates, capped at
+	// MaxAge.
+	Duplicates time.Duration
+	// FetchTimeout bounds one catch-up read; default DefaultFetchTimeout.
+	FetchTimeout time.Duration
+	// AckTimeout bounds the wait for the stream to confirm that it stored
+	// a publish; default DefaultAckTimeout.
+	AckTimeout time.Duration
+	// MaxFetchBytes bounds the bytes one catch-up read asks the server
+	// for; default DefaultMaxFetchBytes.
+	MaxFetchBytes int
+}
+
+// Defaults for HistoryOptions.
+const (
+	DefaultHistoryDuplicates = 60 * time.Second // the hub's default id_cache_ttl
+	DefaultFetchTimeout      = 2 * time.Second
+	DefaultAckTimeout        = 2 * time.Second
+	DefaultMaxFetchBytes     = 8 << 20
+	// ensureInterval spaces the attempts to create the stream after a
+	// failure, so a missing JetStream costs one request per interval.
+	ensureInterval = 5 * time.Second
+	// historyLogInterval rate-limits the history failure log lines.
+	historyLogInterval = time.Minute
+)
+
+// ErrNoHistory is what ItemsAfter wraps when the stream cannot be read
+// (JetStream disabled, the stream missing, the server too old for batched
+// direct gets).
+var ErrNoHistory = errors.New("natsbus: JetStream history unavailable")
+
+// HistorySubject is the subject of a channel that keeps history: like
+// Subject, under "<prefix>.h.", which the history stream captures.
+func HistorySubject(prefix, channel string) string {
+	return prefix + ".h." + base64.RawURLEncoding.EncodeToString([]byte(channel))
+}
+
+// StreamName is the JetStream stream that keeps the history of the bus
+// with prefix: the prefix with every character a stream name may not hold
+// replaced, and a hash of the prefix so that two prefixes never share one.
+func StreamName(prefix string) string {
+	var b strings.Builder
+	b.WriteString("grip_history_")
+	for i := 0; i < len(prefix); i++ {
+		c := prefix[i]
+		if c == '-' || c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' {
+			b.WriteByte(c)
+		} else {
+			b.WriteByte('_')
+		}
+	}
+	sum := sha256.Sum256([]byte(prefix))
+	b.WriteByte('_')
+	b.WriteString(hex.EncodeToString(sum[:4]))
+	return b.String()
+}
+
+// HistoryStats counts the history stream's traffic, for metrics.
+type HistoryStats struct {
+	// Ready reports the stream created or updated as configured.
+	Ready bool
+	// Stored counts publishes the stream confirmed; WriteFailed those it
+	// refused or did not confirm within AckTimeout (live delivery went on).
+	Stored, WriteFailed uint64
+	// Fetches counts catch-up reads sent to the stream, and FetchFailed
+	// those that failed or timed out; Shared counts the catch-ups that
+	// joined another hold's read instead of sending their own.
+	Fetches, FetchFailed, Shared uint64
+}
+
+// jsHistory is the bus's JetStream side: the stream, publish
+// acknowledgements and catch-up reads.
+type jsHistory struct {
+	b      *Bus
+	o      HistoryOptions
+	stream string
+	js     jetstream.JetStream
+	inbox  string // replies to publishes come to inbox.<n>
+	ackSub *nats.Subscription
+
+	started    atomic.Bool // start ran: js and ackSub are set
+	ready      atomic.Bool
+	healthy    atomic.Bool  // the last acknowledgement arrived; false: publishes do not wait
+	lastEnsure atomic.Int64 // unix nanos of the last attempt to create the stream
+	ensuring   atomic.Bool
+	lastLog    atomic.Int64
+
+	amu    sync.Mutex
+	nextID uint64
+	acks   map[uint64]*ackBatch
+
+	fmu    sync.Mutex
+	rounds map[string]*fetchQueue
+
+	stored, writeFailed, fetches, fetchFailed, shared atomic.Uint64
+}
+
+func newHistory(b *Bus, o HistoryOptions) (*jsHistory, error) {
+	if o.Size <= 0 {
+		return nil, errors.New("natsbus: history size must be positive")
+	}
+	if o.Duplicates <= 0 {
+		o.Duplicates = DefaultHistoryDuplicates
+	}
+	if o.MaxAge > 0 && o.Duplicates > o.MaxAge {
+		o.Duplicates = o.MaxAge
+	}
+	if o.FetchTimeout <= 0 {
+		o.FetchTimeout = DefaultFetchTimeout
+	}
+	if o.AckTimeout <= 0 {
+		o.AckTimeout = DefaultAckTimeout
+	}
+	if o.MaxFetchBytes <= 0 {
+		o.MaxFetchBytes = DefaultMaxFetchBytes
+	}
+	h := &jsHistory{b: b, o: o, stream: StreamName(b.prefix), inbox: nats.NewInbox(),
+		acks: make(map[uint64]*ackBatch), rounds: make(map[string]*fetchQueue)}
+	h.healthy.Store(true)
+	return h, nil
+}
+
+// start sets the history up on the bus's connection, then makes sure of
+// the stream if the connection is up (else its connect handler will).
+func (h *jsHistory) start() error {
+	js, err := jetstream.New(h.b.nc)
+	if err != nil {
+		return fmt.Errorf("natsbus: jetstream: %w", err)
+	}
+	h.js = js
+	if h.ackSub, err = h.b.nc.Subscribe(h.inbox+".*", h.receiveAck); err != nil {
+		return fmt.Errorf("natsbus: subscribing to acknowledgements: %w", err)
+	}
+	h.started.Store(true)
+	if h.b.nc.IsConnected() {
+		h.ensure(true)
+	}
+	return nil
+}
+
+func (h *jsHistory) covers(channel string) bool {
+	return h != nil && (h.o.Covers == nil || h.o.Covers(channel))
+}
+
+// logOnce reports a history failure to the operator's log at most once a
+// historyLogInterval.
+func (h *jsHistory) logOnce(event string, err error) {
+	now := time.Now().UnixNano()
+	last := h.lastLog.Load()
+	if now-last < int64(historyLogInterval) && last != 0 {
+		return
+	}
+	if h.lastLog.CompareAndSwap(last, now) {
+		h.b.logf(event, err)
+	}
+}
+
+// config is the stream as the options describe it.
+func (h *jsHistory) config() jetstream.StreamConfig {
+	maxBytes := h.o.MaxBytes
+	if maxBytes <= 0 {
+		maxBytes = -1
+	}
+	return jetstream.StreamConfig{
+		Name:              h.stream,
+		Description:       "caddy-grip channel history for subject prefix " + h.b.prefix,
+		Subjects:          []string{h.b.prefix + ".h.>"},
+		Retention:         jetstream.LimitsPolicy,
+		Discard:           jetstream.DiscardOld,
+		MaxMsgsPerSubject: int64(h.o.Size),
+		MaxMsgs:           -1,
+		MaxBytes:          maxBytes,
+		MaxAge:            h.o.MaxAge,
+		Duplicates:        h.o.Duplicates,
+		Storage:           jetstream.FileStorage,
+		AllowDirect:       true,
+	}
+}
+
+// ensure creates the stream, or updates it to the options, in the
+// background, at most once per ensureInterval unless force is set (the
+// connection came up).
+func (h *jsHistory) ensure(force bool) {
+	if !h.started.Load() {
+		return
+	}
+	now := time.Now().UnixNano()
+	if !force && now-h.lastEnsure.Load() < int64(ensureInterval) {
+		return
+	}
+	if !h.ensuring.CompareAndSwap(false, true) {
+		return
+	}
+	h.lastEnsure.Store(now)
+	go func() {
+		defer h.ensuring.Store(false)
+		ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+		defer cancel()
+		if _, err := h.js.CreateOrUpdateStream(ctx, h.config()); err != nil {
+			h.ready.Store(false)
+			h.logOnce("history stream unavailable, live delivery goes on without it", err)
+			return
+		}
+		h.ready.Store(true)
+		h.healthy.Store(true)
+	}()
+}
+
+// ackBatch is the acknowledgements one Publish waits for.
+type ackBatch struct {
+	h    *jsHistory
+	ids  []uint64
+	left atomic.Int32
+	done chan struct{}
+	once sync.Once
+	t    *time.Timer
+}
+
+// request gives msg a reply subject on which the stream will acknowledge
+// it, and counts the acknowledgement in batch (made on first use).
+func (h *jsHistory) request(batch **ackBatch, msg *nats.Msg) {
+	a := *batch
+	if a == nil {
+		a = &ackBatch{h: h, done: make(chan struct{})}
+		*batch = a
+	}
+	h.amu.Lock()
+	h.nextID++
+	id := h.nextID
+	h.acks[id] = a
+	h.amu.Unlock()
+	a.ids = append(a.ids, id)
+	a.left.Add(1)
+	msg.Reply = h.inbox + "." + strconv.FormatUint(id, 10)
+}
+
+// start arms the batch's timeout once every message is sent.
+func (a *ackBatch) start() {
+	if a == nil {
+		return
+	}
+	a.t = time.AfterFunc(a.h.o.AckTimeout, a.expire)
+	if a.left.Load() == 0 {
+		a.finish()
+	}
+}
+
+// wait returns once the stream confirmed every message, or at the
+// timeout; it waits only while the stream has been answering, so that a
+// missing JetStream does not slow live publishing.
+func (a *ackBatch) wait() {
+	if a == nil || !a.h.healthy.Load() {
+		return
+	}
+	<-a.done
+}
+
+func (a *ackBatch) finish() {
+	a.once.Do(func() {
+		if a.t != nil {
+			a.t.Stop()
+		}
+		close(a.done)
+	})
+}
+
+// expire counts the messages still unconfirmed as failed writes.
+func (a *ackBatch) expire() {
+	h := a.h
+	n := 0
+	h.amu.Lock()
+	for _, id := range a.ids {
+		if h.acks[id] == a {
+			delete(h.acks, id)
+			n++
+		}
+	}
+	h.amu.Unlock()
+	if n > 0 {
+		h.writeFailed.Add(uint64(n))
+		h.healthy.Store(false)
+		h.logOnce("history stream did not confirm a publish in time, live delivery goes on", nil)
+		h.ensure(false)
+	}
+	a.finish()
+}
+
+// receiveAck handles the stream's answer to one publish: a PubAck, an
+// error, or the server's "no responders" when no stream captures it.
+func (h *jsHistory) receiveAck(m *nats.Msg) {
+	id, err := strconv.ParseUint(m.Subject[strings.LastIndexByte(m.Subject, '.')+1:], 10, 64)
+	if err != nil {
+		return
+	}
+	h.amu.Lock()
+	a := h.acks[id]
+	delete(h.acks, id)
+	h.amu.Unlock()
+	if a == nil {
+		return // expired already
+	}
+	var ack struct {
+		Stream string `json:"stream"`
+		Error  *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	switch {
+	case m.Header.Get("Status") != "":
+		err = fmt.Errorf("%w: status %s %s", ErrNoHistory, m.Header.Get("Status"), m.Header.Get("Description"))
+	case json.Unmarshal(m.Data, &ack) != nil:
+		err = fmt.Errorf("%w: invalid acknowledgement", ErrNoHistory)
+	case ack.Error != nil:
+		err = fmt.Errorf("%w: %s", ErrNoHistory, ack.Error.Description)
+	}
+	if err != nil {
+		h.writeFailed.Add(1)
+		h.healthy.Store(false)
+		h.logOnce("history stream refused a publish, live delivery goes on", err)
+		h.ensure(false)
+	} else {
+		h.stored.Add(1)
+		h.healthy.Store(true)
+	}
+	if a.left.Add(-1) == 0 {
+		a.finish()
+	}
+}
+
+// storedItem is one message of a channel's history, decoded.
+type storedItem struct {
+	id string
+	it *hub.Item
+}
+
+// fetchResult is one read of a channel's whole history, shared by the
+// catch-ups that waited for it.
+type fetchResult struct {
+	items    []storedItem
+	complete bool // every stored message was read
+	err      error
+	done     chan struct{}
+}
+
+// fetchQueue is one channel's reads: the one in flight and the one that
+// catch-ups arriving meanwhile wait for. A catch-up never joins a read
+// that started before it asked: its live subscription must be in force
+// when the read starts, or an item could fall between the two.
+type fetchQueue struct {
+	cur, next *fetchResult
+}
+
+// KeepsHistory reports whether the history stream covers channel.
+func (b *Bus) KeepsHistory(channel string) bool { return b.hist.covers(channel) }
+
+// ItemsAfter returns the items the history stream keeps on channel after
+// the newest one whose id is prevID, oldest first; found is false when
+// prevID is not there (or the read was cut short). Catch-ups of one
+// channel share reads: one in flight and one queued at most.
+func (b *Bus) ItemsAfter(ctx context.Context, channel, prevID string) ([]*hub.Item, bool, error) {
+	h := b.hist
+	if !h.covers(channel) || prevID == "" {
+		return nil, false, nil
+	}
+	r := h.read(channel)
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+	if r.err != nil {
+		return nil, false, r.err
+	}
+	for i := len(r.items) - 1; i >= 0; i-- {
+		if r.items[i].id != prevID {
+			continue
+		}
+		if !r.complete {
+			return nil, false, nil
+		}
+		out := make([]*hub.Item, 0, len(r.items)-i-1)
+		for _, s := range r.items[i+1:] {
+			out = append(out, s.it)
+		}
+		return out, true, nil
+	}
+	return nil, false, nil
+}
+
+// read returns the result of a read of channel that starts after the call.
+func (h *jsHistory) read(channel string) *fetchResult {
+	h.fmu.Lock()
+	defer h.fmu.Unlock()
+	q := h.rounds[channel]
+	if q == nil {
+		r := &fetchResult{done: make(chan struct{})}
+		h.rounds[channel] = &fetchQueue{cur: r}
+		go h.run(channel, r)
+		return r
+	}
+	if q.next == nil {
+		q.next = &fetchResult{done: make(chan struct{})}
+	} else {
+		h.shared.Add(1)
+	}
+	return q.next
+}
+
+// run reads channel for r, then for the read queued meanwhile, if any.
+func (h *jsHistory) run(channel string, r *fetchResult) {
+	for r != nil {
+		r.items, r.complete, r.err = h.fetch(channel)
+		close(r.done)
+		h.fmu.Lock()
+		q := h.rounds[channel]
+		r = q.next
+		if r == nil {
+			delete(h.rounds, channel)
+		} else {
+			q.cur, q.next = r, nil
+		}
+		h.fmu.Unlock()
+	}
+}
+
+// fetch reads every message the stream keeps on channel's subject, at most
+// Size and about MaxFetchBytes, with one batched direct get (nats-server
+// 2.11 or later).
+func (h *jsHistory) fetch(channel string) (items []storedItem, complete bool, err error) {
+	h.fetches.Add(1)
+	defer func() {
+		if err != nil {
+			h.fetchFailed.Add(1)
+			h.logOnce("history read failed, holds fall back to the origin", err)
+			h.ensure(false)
+		}
+	}()
+	nc := h.b.nc
+	inbox := nats.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, false, fmt.Errorf("natsbus: reading history: %w", err)
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // the connection may be gone
+	req, err := json.Marshal(struct {
+		NextFor  string `json:"next_by_subj"`
+		Batch    int    `json:"batch"`
+		MaxBytes int    `json:"max_bytes"`
+	}{HistorySubject(h.b.prefix, channel), h.o.Size, h.o.MaxFetchBytes})
+	if err != nil {
+		return nil, false, err
+	}
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+h.stream, inbox, req); err != nil {
+		return nil, false, fmt.Errorf("natsbus: reading history: %w", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), h.o.FetchTimeout)
+	defer cancel()
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, false, fmt.Errorf("%w: %v", ErrNoHistory, err)
+		}
+		switch st := m.Header.Get("Status"); st {
+		case "":
+		case "404": // nothing kept on the subject
+			return nil, true, nil
+		case "204": // end of the batch
+			return items, m.Header.Get("Nats-Num-Pending") == "0", nil
+		default:
+			return nil, false, fmt.Errorf("%w: status %s %s", ErrNoHistory, st, m.Header.Get("Description"))
+		}
+		if m.Header.Get("Nats-Num-Pending") == "" {
+			return nil, false, fmt.Errorf("%w: the server does not batch direct gets (nats-server 2.11 or later needed)", ErrNoHistory)
+		}
+		if len(items) >= h.o.Size {
+			continue // the server keeps more than Size: read to the end, use Size
+		}
+		it := new(hub.Item)
+		if err := json.Unmarshal(m.Data, it); err != nil || it.Channel != channel {
+			h.b.invalid.Add(1)
+			continue
+		}
+		items = append(items, storedItem{id: m.Header.Get(idHeader), it: it})
+	}
+}
+
+// idHeader carries the item id on history messages, so a read can find a
+// prev-id; msgIDHeader de-duplicates in the stream.
+const (
+	idHeader    = "Grip-Id"
+	msgIDHeader = "Nats-Msg-Id"
+)
+
+// historyMsg is the message that publishes it on its history subject.
+func (h *jsHistory) historyMsg(it *hub.Item, data []byte) *nats.Msg {
+	m := nats.NewMsg(HistorySubject(h.b.prefix, it.Channel))
+	m.Data = data
+	if it.ID != "" {
+		m.Header.Set(idHeader, it.ID)
+		sum := sha256.Sum256([]byte(it.Channel))
+		m.Header.Set(msgIDHeader, base64.RawURLEncoding.EncodeToString(sum[:12])+":"+it.ID)
+	}
+	return m
+}
+
+func (h *jsHistory) stats() HistoryStats {
+	return HistoryStats{Ready: h.ready.Load(), Stored: h.stored.Load(), WriteFailed: h.writeFailed.Load(),
+		Fetches: h.fetches.Load(), FetchFailed: h.fetchFailed.Load(), Shared: h.shared.Load()}
+}
+
+func (h *jsHistory) close() {
+	if h != nil && h.ackSub != nil {
+		_ = h.ackSub.Unsubscribe()
+	}
+}
+
+var _ hub.HistorySource = (*Bus)(nil)
+
+// ensureIfOn makes sure of the stream when the connection comes up.
+func (h *jsHistory) ensureIfOn() {
+	if h != nil {
+		h.ensure(true)
+	}
+}
