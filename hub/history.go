@@ -263,7 +263,9 @@ func (h *Hub) SubscribeAfter(s *Subscriber, name, prevID string) (first bool, re
 		res = HistoryRecovered
 	})
 	if remote {
-		res = h.catchUpRemote(src, s, name, prevID)
+		if res = h.catchUpRemote(src, s, name, prevID); res == HistoryRecovered {
+			h.counts.historyFromBus.Add(1)
+		}
 	}
 	if res == HistoryRecovered {
 		h.counts.historyRecovered.Add(1)

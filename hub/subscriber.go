@@ -104,6 +104,10 @@ type Subscriber struct {
 	reason CloseReason
 	chans  map[string]struct{} // channels subscribed, kept by the hub
 	held   map[string]*heldBack // channels catching up from a HistorySource
+	// replayed are, per channel caught up from a HistorySource, the ids of
+	// history items whose live copy may still be on its way (see
+	// releaseHeldBack).
+	replayed map[string]map[string]struct{}
 
 	filt atomic.Pointer[subFilters] // meta and filters; nil when none
 }
@@ -207,17 +211,15 @@ func (s *Subscriber) enqueue(channel string, it *Item, cost, maxItems, maxBytes 
 		s.mu.Unlock()
 		return enqueueSkipped, 0
 	}
-	if hb := s.held[channel]; hb != nil {
-		// Catching up (historysource.go): queued after the history.
-		if n := len(hb.queue); n > 0 && (n+1 > maxItems || hb.bytes+cost > maxBytes) {
-			s.endLocked(ReasonSlow)
-			s.mu.Unlock()
-			return enqueueOverflowed, n + 1
-		}
-		hb.queue = append(hb.queue, Delivery{Channel: channel, Item: it})
-		hb.bytes += cost
+	if s.replayed != nil && s.skipReplayedLocked(channel, it.ID) {
 		s.mu.Unlock()
-		return enqueueDone, 0
+		return enqueueSkipped, 0
+	}
+	if s.held != nil {
+		if res, lost, held := s.holdLocked(channel, it, cost, maxItems, maxBytes); held {
+			s.mu.Unlock()
+			return res, lost
+		}
 	}
 	n := len(s.queue)
 	if n > 0 && (n+1 > maxItems || s.qbytes+cost > maxBytes) {

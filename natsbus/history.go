@@ -63,7 +63,7 @@ const (
 	historyLogInterval = time.Minute
 )
 
-// ErrNoHistory is what ItemsAfter wraps when the stream cannot be read
+// ErrNoHistory is what ReadHistory wraps when the stream cannot be read
 // (JetStream disabled, the stream missing, the server too old for batched
 // direct gets).
 var ErrNoHistory = errors.New("natsbus: JetStream history unavailable")
@@ -129,7 +129,7 @@ type jsHistory struct {
 	acks   map[uint64]*ackBatch
 
 	fmu    sync.Mutex
-	rounds map[string]*fetchQueue
+	rounds map[readKey]*readQueue
 
 	stored, writeFailed, fetches, fetchFailed, shared atomic.Uint64
 }
@@ -154,7 +154,7 @@ func newHistory(b *Bus, o HistoryOptions) (*jsHistory, error) {
 		o.MaxFetchBytes = DefaultMaxFetchBytes
 	}
 	h := &jsHistory{b: b, o: o, stream: StreamName(b.prefix), inbox: nats.NewInbox(),
-		acks: make(map[uint64]*ackBatch), rounds: make(map[string]*fetchQueue)}
+		acks: make(map[uint64]*ackBatch), rounds: make(map[readKey]*readQueue)}
 	h.healthy.Store(true)
 	return h, nil
 }
@@ -261,25 +261,23 @@ func (h *jsHistory) request(batch **ackBatch, msg *nats.Msg) {
 	a := *batch
 	if a == nil {
 		a = &ackBatch{h: h, done: make(chan struct{})}
+		a.left.Store(1) // until start: the batch is still being sent
+		a.t = time.AfterFunc(h.o.AckTimeout, a.expire)
 		*batch = a
 	}
+	a.left.Add(1)
 	h.amu.Lock()
 	h.nextID++
 	id := h.nextID
 	h.acks[id] = a
-	h.amu.Unlock()
 	a.ids = append(a.ids, id)
-	a.left.Add(1)
+	h.amu.Unlock()
 	msg.Reply = h.inbox + "." + strconv.FormatUint(id, 10)
 }
 
-// start arms the batch's timeout once every message is sent.
+// start tells the batch every message is sent.
 func (a *ackBatch) start() {
-	if a == nil {
-		return
-	}
-	a.t = time.AfterFunc(a.h.o.AckTimeout, a.expire)
-	if a.left.Load() == 0 {
+	if a != nil && a.left.Add(-1) == 0 {
 		a.finish()
 	}
 }
@@ -296,9 +294,7 @@ func (a *ackBatch) wait() {
 
 func (a *ackBatch) finish() {
 	a.once.Do(func() {
-		if a.t != nil {
-			a.t.Stop()
-		}
+		a.t.Stop()
 		close(a.done)
 	})
 }
@@ -338,21 +334,7 @@ func (h *jsHistory) receiveAck(m *nats.Msg) {
 	if a == nil {
 		return // expired already
 	}
-	var ack struct {
-		Stream string `json:"stream"`
-		Error  *struct {
-			Description string `json:"description"`
-		} `json:"error"`
-	}
-	switch {
-	case m.Header.Get("Status") != "":
-		err = fmt.Errorf("%w: status %s %s", ErrNoHistory, m.Header.Get("Status"), m.Header.Get("Description"))
-	case json.Unmarshal(m.Data, &ack) != nil:
-		err = fmt.Errorf("%w: invalid acknowledgement", ErrNoHistory)
-	case ack.Error != nil:
-		err = fmt.Errorf("%w: %s", ErrNoHistory, ack.Error.Description)
-	}
-	if err != nil {
+	if err := ackError(m); err != nil {
 		h.writeFailed.Add(1)
 		h.healthy.Store(false)
 		h.logOnce("history stream refused a publish, live delivery goes on", err)
@@ -366,95 +348,103 @@ func (h *jsHistory) receiveAck(m *nats.Msg) {
 	}
 }
 
-// storedItem is one message of a channel's history, decoded.
-type storedItem struct {
-	id string
-	it *hub.Item
+// ackError is the error a stream's answer to a publish reports, if any.
+func ackError(m *nats.Msg) error {
+	var ack struct {
+		Error *struct {
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	switch {
+	case m.Header.Get("Status") != "":
+		return fmt.Errorf("%w: status %s %s", ErrNoHistory, m.Header.Get("Status"), m.Header.Get("Description"))
+	case json.Unmarshal(m.Data, &ack) != nil:
+		return fmt.Errorf("%w: invalid acknowledgement", ErrNoHistory)
+	case ack.Error != nil:
+		return fmt.Errorf("%w: %s", ErrNoHistory, ack.Error.Description)
+	}
+	return nil
 }
 
-// fetchResult is one read of a channel's whole history, shared by the
-// catch-ups that waited for it.
-type fetchResult struct {
-	items    []storedItem
-	complete bool // every stored message was read
+// readResult is one read of a channel's history, shared by the callers
+// that waited for it.
+type readResult struct {
+	items    []*hub.Item
+	next     uint64 // the stream position after what was read
+	complete bool   // every stored message from the start position was read
 	err      error
 	done     chan struct{}
 }
 
-// fetchQueue is one channel's reads: the one in flight and the one that
-// catch-ups arriving meanwhile wait for. A catch-up never joins a read
-// that started before it asked: its live subscription must be in force
-// when the read starts, or an item could fall between the two.
-type fetchQueue struct {
-	cur, next *fetchResult
+// readQueue is the reads of one channel from one position: the one in
+// flight and the one that callers arriving meanwhile wait for. A caller
+// never joins a read that started before it asked: its live subscription
+// must be in force when the read starts, or an item could fall between
+// the two.
+type readQueue struct {
+	cur, next *readResult
 }
 
 // KeepsHistory reports whether the history stream covers channel.
 func (b *Bus) KeepsHistory(channel string) bool { return b.hist.covers(channel) }
 
-// ItemsAfter returns the items the history stream keeps on channel after
-// the newest one whose id is prevID, oldest first; found is false when
-// prevID is not there (or the read was cut short). Catch-ups of one
-// channel share reads: one in flight and one queued at most.
-func (b *Bus) ItemsAfter(ctx context.Context, channel, prevID string) ([]*hub.Item, bool, error) {
+// ReadHistory returns the items the history stream keeps on channel from
+// stream position from (0: all it keeps), oldest first, at most Size, and
+// the position after them; complete is false when the read was cut short
+// (MaxFetchBytes). Everything the stream was sent before the call is
+// included (see fetch). Callers reading one channel from one position
+// share reads: one in flight and one queued at most, so a storm of holds
+// on a channel costs a couple of reads.
+func (b *Bus) ReadHistory(ctx context.Context, channel string, from uint64) ([]*hub.Item, uint64, bool, error) {
 	h := b.hist
-	if !h.covers(channel) || prevID == "" {
-		return nil, false, nil
+	if !h.covers(channel) {
+		return nil, 0, false, fmt.Errorf("%w: channel %q keeps no history", ErrNoHistory, channel)
 	}
-	r := h.read(channel)
+	r := h.read(channel, from)
 	select {
 	case <-r.done:
 	case <-ctx.Done():
-		return nil, false, ctx.Err()
+		return nil, 0, false, ctx.Err()
 	}
-	if r.err != nil {
-		return nil, false, r.err
-	}
-	for i := len(r.items) - 1; i >= 0; i-- {
-		if r.items[i].id != prevID {
-			continue
-		}
-		if !r.complete {
-			return nil, false, nil
-		}
-		out := make([]*hub.Item, 0, len(r.items)-i-1)
-		for _, s := range r.items[i+1:] {
-			out = append(out, s.it)
-		}
-		return out, true, nil
-	}
-	return nil, false, nil
+	return r.items, r.next, r.complete, r.err
 }
 
-// read returns the result of a read of channel that starts after the call.
-func (h *jsHistory) read(channel string) *fetchResult {
+type readKey struct {
+	channel string
+	from    uint64
+}
+
+// read returns the result of a read of channel from position from that
+// starts after the call.
+func (h *jsHistory) read(channel string, from uint64) *readResult {
+	k := readKey{channel, from}
 	h.fmu.Lock()
 	defer h.fmu.Unlock()
-	q := h.rounds[channel]
+	q := h.rounds[k]
 	if q == nil {
-		r := &fetchResult{done: make(chan struct{})}
-		h.rounds[channel] = &fetchQueue{cur: r}
-		go h.run(channel, r)
+		r := &readResult{done: make(chan struct{})}
+		h.rounds[k] = &readQueue{cur: r}
+		go h.run(k, r)
 		return r
 	}
 	if q.next == nil {
-		q.next = &fetchResult{done: make(chan struct{})}
+		q.next = &readResult{done: make(chan struct{})}
 	} else {
 		h.shared.Add(1)
 	}
 	return q.next
 }
 
-// run reads channel for r, then for the read queued meanwhile, if any.
-func (h *jsHistory) run(channel string, r *fetchResult) {
+// run reads for r, then for the read queued meanwhile, if any.
+func (h *jsHistory) run(k readKey, r *readResult) {
 	for r != nil {
-		r.items, r.complete, r.err = h.fetch(channel)
+		r.items, r.next, r.complete, r.err = h.fetch(k.channel, k.from)
 		close(r.done)
 		h.fmu.Lock()
-		q := h.rounds[channel]
+		q := h.rounds[k]
 		r = q.next
 		if r == nil {
-			delete(h.rounds, channel)
+			delete(h.rounds, k)
 		} else {
 			q.cur, q.next = r, nil
 		}
@@ -462,10 +452,13 @@ func (h *jsHistory) run(channel string, r *fetchResult) {
 	}
 }
 
-// fetch reads every message the stream keeps on channel's subject, at most
-// Size and about MaxFetchBytes, with one batched direct get (nats-server
-// 2.11 or later).
-func (h *jsHistory) fetch(channel string) (items []storedItem, complete bool, err error) {
+// fetch reads the messages the stream keeps on channel's subject from
+// position from, at most Size and about MaxFetchBytes, with one batched
+// direct get (nats-server 2.11 or later). It first stores a barrier
+// message and waits for its acknowledgement: the stream stores what it
+// receives in order, so what the server handed it before the barrier is
+// stored by then and the read sees it.
+func (h *jsHistory) fetch(channel string, from uint64) (items []*hub.Item, next uint64, complete bool, err error) {
 	h.fetches.Add(1)
 	defer func() {
 		if err != nil {
@@ -478,64 +471,82 @@ func (h *jsHistory) fetch(channel string) (items []storedItem, complete bool, er
 	inbox := nats.NewInbox()
 	sub, err := nc.SubscribeSync(inbox)
 	if err != nil {
-		return nil, false, fmt.Errorf("natsbus: reading history: %w", err)
+		return nil, 0, false, fmt.Errorf("natsbus: reading history: %w", err)
 	}
 	defer sub.Unsubscribe() //nolint:errcheck // the connection may be gone
+	ctx, cancel := context.WithTimeout(context.Background(), h.o.FetchTimeout)
+	defer cancel()
+	if err := nc.PublishRequest(h.b.prefix+".h."+barrierToken, inbox, nil); err != nil {
+		return nil, 0, false, fmt.Errorf("natsbus: reading history: %w", err)
+	}
+	m, err := sub.NextMsgWithContext(ctx)
+	if err != nil {
+		return nil, 0, false, fmt.Errorf("%w: barrier: %v", ErrNoHistory, err)
+	}
+	var ack struct {
+		Seq uint64 `json:"seq"`
+	}
+	if err := ackError(m); err != nil {
+		return nil, 0, false, fmt.Errorf("barrier: %w", err)
+	}
+	if err := json.Unmarshal(m.Data, &ack); err != nil || ack.Seq == 0 {
+		return nil, 0, false, fmt.Errorf("%w: barrier: no sequence", ErrNoHistory)
+	}
+	next = ack.Seq + 1
 	req, err := json.Marshal(struct {
+		Seq      uint64 `json:"seq,omitempty"`
 		NextFor  string `json:"next_by_subj"`
 		Batch    int    `json:"batch"`
 		MaxBytes int    `json:"max_bytes"`
-	}{HistorySubject(h.b.prefix, channel), h.o.Size, h.o.MaxFetchBytes})
+	}{from, HistorySubject(h.b.prefix, channel), h.o.Size, h.o.MaxFetchBytes})
 	if err != nil {
-		return nil, false, err
+		return nil, 0, false, err
 	}
 	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+h.stream, inbox, req); err != nil {
-		return nil, false, fmt.Errorf("natsbus: reading history: %w", err)
+		return nil, 0, false, fmt.Errorf("natsbus: reading history: %w", err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), h.o.FetchTimeout)
-	defer cancel()
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return nil, false, fmt.Errorf("%w: %v", ErrNoHistory, err)
+			return nil, 0, false, fmt.Errorf("%w: %v", ErrNoHistory, err)
 		}
 		switch st := m.Header.Get("Status"); st {
 		case "":
 		case "404": // nothing kept on the subject
-			return nil, true, nil
+			return nil, next, true, nil
 		case "204": // end of the batch
-			return items, m.Header.Get("Nats-Num-Pending") == "0", nil
+			complete = m.Header.Get("Nats-Num-Pending") == "0"
+			if last, _ := strconv.ParseUint(m.Header.Get("Nats-Last-Sequence"), 10, 64); !complete && last > 0 {
+				next = last + 1 // cut short: what follows is unread
+			}
+			return items, next, complete, nil
 		default:
-			return nil, false, fmt.Errorf("%w: status %s %s", ErrNoHistory, st, m.Header.Get("Description"))
+			return nil, 0, false, fmt.Errorf("%w: status %s %s", ErrNoHistory, st, m.Header.Get("Description"))
 		}
 		if m.Header.Get("Nats-Num-Pending") == "" {
-			return nil, false, fmt.Errorf("%w: the server does not batch direct gets (nats-server 2.11 or later needed)", ErrNoHistory)
-		}
-		if len(items) >= h.o.Size {
-			continue // the server keeps more than Size: read to the end, use Size
+			return nil, 0, false, fmt.Errorf("%w: the server does not batch direct gets (nats-server 2.11 or later needed)", ErrNoHistory)
 		}
 		it := new(hub.Item)
 		if err := json.Unmarshal(m.Data, it); err != nil || it.Channel != channel {
 			h.b.invalid.Add(1)
 			continue
 		}
-		items = append(items, storedItem{id: m.Header.Get(idHeader), it: it})
+		items = append(items, it)
 	}
 }
 
-// idHeader carries the item id on history messages, so a read can find a
-// prev-id; msgIDHeader de-duplicates in the stream.
-const (
-	idHeader    = "Grip-Id"
-	msgIDHeader = "Nats-Msg-Id"
-)
+// barrierToken is the last subject token of the barrier messages fetch
+// stores; "=" is outside base64url, so no channel's subject is it.
+const barrierToken = "=sync"
+
+// msgIDHeader de-duplicates in the stream.
+const msgIDHeader = "Nats-Msg-Id"
 
 // historyMsg is the message that publishes it on its history subject.
 func (h *jsHistory) historyMsg(it *hub.Item, data []byte) *nats.Msg {
 	m := nats.NewMsg(HistorySubject(h.b.prefix, it.Channel))
 	m.Data = data
 	if it.ID != "" {
-		m.Header.Set(idHeader, it.ID)
 		sum := sha256.Sum256([]byte(it.Channel))
 		m.Header.Set(msgIDHeader, base64.RawURLEncoding.EncodeToString(sum[:12])+":"+it.ID)
 	}
