@@ -102,7 +102,7 @@ type Subscriber struct {
 	round  *wakeRound // the channel wake that sent it, if paced
 	ended  bool
 	reason CloseReason
-	chans  map[string]struct{} // channels subscribed, kept by the hub
+	chans  map[string]struct{}  // channels subscribed, kept by the hub
 	held   map[string]*heldBack // channels catching up from a HistorySource
 	// replayed are, per channel caught up from a HistorySource, the ids of
 	// history items whose live copy may still be on its way (see
