@@ -56,6 +56,10 @@ func (c *HistoryConfig) enabled(channel string) bool {
 	return false
 }
 
+// Keeps reports whether channel keeps history under c, so that a bus
+// with history of its own covers the same channels.
+func (c *HistoryConfig) Keeps(channel string) bool { return c.enabled(channel) }
+
 // globMatch matches name against pattern, where '*' matches any run of
 // characters (dots and slashes included) and every other byte itself.
 func globMatch(pattern, name string) bool {
