@@ -22,53 +22,20 @@ func startNATSJetStream(t *testing.T, port int) *natsserver.Server {
 
 // startHistoryCluster runs n Caddy nodes joined over a NATS server (with
 // JetStream or without) and keeping history of every channel, all
-// proxying to one historyOrigin.
+// proxying to one historyOrigin. Holds go through the nodes' /nofirst/
+// route, so that the origin sees only the requests history could not
+// spare it.
 func startHistoryCluster(t *testing.T, n int, jetStream bool) (*cluster, *historyOrigin) {
 	t.Helper()
-	c := &cluster{t: t, natsPort: freePort()}
+	o := &historyOrigin{}
+	c := &cluster{t: t, natsPort: freePort(), origin: &clusterOrigin{url: startOrigin(t, o.serve).URL},
+		grip: "history {\n\t\t\tsize 100\n\t\t\tttl 10m\n\t\t}"}
 	if jetStream {
 		c.nats = startNATSJetStream(t, c.natsPort)
 	} else {
 		c.nats = startNATS(t, c.natsPort)
 	}
-	t.Cleanup(c.nats.Shutdown)
-	o := &historyOrigin{}
-	origin := strings.TrimPrefix(startOrigin(t, o.serve).URL, "http://")
-	for i := range n {
-		node := &clusterNode{
-			name:  fmt.Sprintf("node-%c", 'a'+i),
-			addr:  fmt.Sprintf("127.0.0.1:%d", freePort()),
-			admin: fmt.Sprintf("127.0.0.1:%d", freePort()),
-		}
-		node.proc = startCaddyProcess(t, fmt.Sprintf(`{
-	admin %s
-	persist_config off
-	grace_period 3s
-	grip {
-		nats nats://127.0.0.1:%d {
-			name %s
-			linger 2s
-		}
-		history {
-			size 100
-			ttl 10m
-		}
-	}
-}
-http://%s {
-	handle /publish/* {
-		grip_publish
-	}
-	handle {
-		grip {
-			update_on_first_subscription off
-		}
-		reverse_proxy %s
-	}
-}
-`, node.admin, c.natsPort, node.name, node.addr, origin), node.addr)
-		c.nodes = append(c.nodes, node)
-	}
+	c.startNodes(n)
 	return c, o
 }
 
@@ -94,7 +61,7 @@ func TestClusterHistoryCatchesUpANodeThatNeverFollowedTheChannel(t *testing.T) {
 		t.Fatalf("A's stored writes: %v", got)
 	}
 
-	s := openStream(t, "http://"+cn.addr+"/stream/jh?prev=2", nil)
+	s := openStream(t, "http://"+cn.addr+"/nofirst/stream/jh?prev=2", nil)
 	for _, want := range []string{"open\n", "m3\n", "m4\n", "m5\n"} {
 		if got := s.next(t); got != want {
 			t.Fatalf("stream on C got %q, want %q", got, want)
@@ -105,7 +72,7 @@ func TestClusterHistoryCatchesUpANodeThatNeverFollowedTheChannel(t *testing.T) {
 		t.Fatalf("stream on C, live after the catch-up: %q", got)
 	}
 	// A long-poll on B, which follows nothing either, is answered at once.
-	if got := await(t, getBodyAsync("http://"+b.addr+"/poll/jh?prev=4")); got != "r5\n" {
+	if got := await(t, getBodyAsync("http://"+b.addr+"/nofirst/poll/jh?prev=4")); got != "r5\n" {
 		t.Fatalf("long-poll on B got %q, want the item after its prev-id", got)
 	}
 	// The origin was asked once per hold, never with Grip-Last.
@@ -120,7 +87,7 @@ func TestClusterHistoryCatchesUpANodeThatNeverFollowedTheChannel(t *testing.T) {
 
 	// An id JetStream does not have: the re-request with Grip-Last, as
 	// without history.
-	if got := await(t, getBodyAsync("http://"+cn.addr+"/poll/jh?prev=unknown")); got != "recovered\n" {
+	if got := await(t, getBodyAsync("http://"+cn.addr+"/nofirst/poll/jh?prev=unknown")); got != "recovered\n" {
 		t.Fatalf("long-poll with an unknown prev-id got %q, want the origin's recovery answer", got)
 	}
 	if got := o.seen(); len(got) != 4 || got[2] != "/poll/jh " || got[3] != "/poll/jh jh; last-id=unknown" {
@@ -134,7 +101,7 @@ func TestClusterHistoryCatchesUpANodeThatNeverFollowedTheChannel(t *testing.T) {
 func TestClusterHistoryLiveDeliveryGoesOnWithoutJetStream(t *testing.T) {
 	c, o := startHistoryCluster(t, 3, false)
 	a, b, cn := c.nodes[0], c.nodes[1], c.nodes[2]
-	s := openStream(t, "http://"+b.addr+"/stream/jl", nil)
+	s := openStream(t, "http://"+b.addr+"/nofirst/stream/jl", nil)
 	if got := s.next(t); got != "open\n" {
 		t.Fatalf("stream on B: %q", got)
 	}
@@ -154,7 +121,7 @@ func TestClusterHistoryLiveDeliveryGoesOnWithoutJetStream(t *testing.T) {
 		t.Fatalf("A's history stream ready: %v", got)
 	}
 	// A prev-id C's ring does not know falls back to the origin.
-	if got := await(t, getBodyAsync("http://"+cn.addr+"/poll/jl?prev=1")); got != "recovered\n" {
+	if got := await(t, getBodyAsync("http://"+cn.addr+"/nofirst/poll/jl?prev=1")); got != "recovered\n" {
 		t.Fatalf("long-poll on C got %q, want the origin's recovery answer", got)
 	}
 	if got := o.seen(); len(got) != 3 || got[2] != "/poll/jl jl; last-id=1" {

@@ -3,6 +3,7 @@ package natsbus
 import (
 	"context"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -108,7 +109,7 @@ func TestHistoryCatchesUpANodeThatNeverFollowedTheChannel(t *testing.T) {
 		t.Fatalf("result %v, want recovered", res)
 	}
 	got := sub.Take(nil)
-	if want := []string{"3", "4", "5"}; strconv.Quote(join(ids(got))) != strconv.Quote(join(want)) {
+	if want := []string{"3", "4", "5"}; strings.Join(ids(got), ",") != strings.Join(want, ",") {
 		t.Fatalf("caught up with %v, want %v", ids(got), want)
 	}
 	// Then live, once and in order.
@@ -121,17 +122,6 @@ func TestHistoryCatchesUpANodeThatNeverFollowedTheChannel(t *testing.T) {
 	}
 	a.h.Close()
 	c.h.Close()
-}
-
-func join(s []string) string {
-	out := ""
-	for i, v := range s {
-		if i > 0 {
-			out += ","
-		}
-		out += v
-	}
-	return out
 }
 
 func TestHistoryMissWhenTheIDIsNotStored(t *testing.T) {
@@ -221,7 +211,7 @@ func TestHistoryReadsAreSharedByAStormOfHolds(t *testing.T) {
 		if results[i] != hub.HistoryRecovered {
 			t.Fatalf("hold %d: %v", i, results[i])
 		}
-		if got := join(ids(sub.Take(nil))); got != "2,3,4,5" {
+		if got := strings.Join(ids(sub.Take(nil)), ","); got != "2,3,4,5" {
 			t.Fatalf("hold %d caught up with %s", i, got)
 		}
 	}
@@ -238,7 +228,7 @@ func TestLiveDeliveryGoesOnWithoutJetStream(t *testing.T) {
 	a, b := newHistoryNode(t, serverURL(s)), newHistoryNode(t, serverURL(s))
 	sub := b.subscribe(t, "news")
 	publishIDs(t, a, "news", 1, 3)
-	if got := join(ids(collect(t, sub, 3))); got != "1,2,3" {
+	if got := strings.Join(ids(collect(t, sub, 3)), ","); got != "1,2,3" {
 		t.Fatalf("live delivery %s", got)
 	}
 	eventually(t, "history writes counted as failed", func() bool { return a.bus.Stats().History.WriteFailed >= 3 })
@@ -270,7 +260,7 @@ func TestLiveDeliveryGoesOnWhenTheStreamIsDeletedAndTheStreamComesBack(t *testin
 		t.Fatal(err)
 	}
 	publishIDs(t, a, "news", 1, 3)
-	if got := join(ids(collect(t, sub, 3))); got != "1,2,3" {
+	if got := strings.Join(ids(collect(t, sub, 3)), ","); got != "1,2,3" {
 		t.Fatalf("live delivery %s", got)
 	}
 	if st := a.bus.Stats().History; st.WriteFailed == 0 {
@@ -289,7 +279,7 @@ func TestLiveDeliveryGoesOnWhenTheStreamIsDeletedAndTheStreamComesBack(t *testin
 	if _, res := c.h.SubscribeAfter(hold, "again", "2"); res != hub.HistoryRecovered {
 		t.Fatalf("result %v, want recovered", res)
 	}
-	if got := join(ids(hold.Take(nil))); got != "3" {
+	if got := strings.Join(ids(hold.Take(nil)), ","); got != "3" {
 		t.Fatalf("caught up with %s", got)
 	}
 }
