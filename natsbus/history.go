@@ -1,6 +1,7 @@
 package natsbus
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/base64"
@@ -138,21 +139,14 @@ func newHistory(b *Bus, o HistoryOptions) (*jsHistory, error) {
 	if o.Size <= 0 {
 		return nil, errors.New("natsbus: history size must be positive")
 	}
-	if o.Duplicates <= 0 {
-		o.Duplicates = DefaultHistoryDuplicates
+	// A zero or negative option takes its default.
+	o.Duplicates = cmp.Or(max(o.Duplicates, 0), DefaultHistoryDuplicates)
+	if o.MaxAge > 0 {
+		o.Duplicates = min(o.Duplicates, o.MaxAge)
 	}
-	if o.MaxAge > 0 && o.Duplicates > o.MaxAge {
-		o.Duplicates = o.MaxAge
-	}
-	if o.FetchTimeout <= 0 {
-		o.FetchTimeout = DefaultFetchTimeout
-	}
-	if o.AckTimeout <= 0 {
-		o.AckTimeout = DefaultAckTimeout
-	}
-	if o.MaxFetchBytes <= 0 {
-		o.MaxFetchBytes = DefaultMaxFetchBytes
-	}
+	o.FetchTimeout = cmp.Or(max(o.FetchTimeout, 0), DefaultFetchTimeout)
+	o.AckTimeout = cmp.Or(max(o.AckTimeout, 0), DefaultAckTimeout)
+	o.MaxFetchBytes = cmp.Or(max(o.MaxFetchBytes, 0), DefaultMaxFetchBytes)
 	h := &jsHistory{b: b, o: o, stream: StreamName(b.prefix), inbox: nats.NewInbox(),
 		acks: make(map[uint64]*ackBatch), rounds: make(map[readKey]*readQueue)}
 	h.healthy.Store(true)

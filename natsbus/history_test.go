@@ -8,26 +8,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
-	natsserver "github.com/nats-io/nats-server/v2/test"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/caddy-grip/grip/hub"
 )
-
-// runJetStream starts a server with JetStream, its store in a temporary
-// directory.
-func runJetStream(t *testing.T) *server.Server {
-	t.Helper()
-	o := natsserver.DefaultTestOptions
-	o.Port = -1
-	o.JetStream = true
-	o.StoreDir = t.TempDir()
-	s := natsserver.RunServer(&o)
-	t.Cleanup(s.Shutdown)
-	return s
-}
 
 const histSize = 10
 
