@@ -94,10 +94,11 @@ func (h *Hub) catchUpRemote(src HistorySource, s *Subscriber, name, prevID strin
 }
 
 // anchorCatchUp reads name's history from position from until it shows
-// the live item with id, then queues what the stream stored before it
-// that s has not had, and releases the held-back live items. If the item
-// never shows (the stream lost it, or an item without id), it releases
-// them as they are.
+// the live item with id (the first held back), then queues what the
+// stream stored before it that s has not had, and releases the held-back
+// live items. If the item never shows (the stream lost it or pushed it
+// out, or it has no id), it releases them as they are, counted as
+// unanchored.
 func (h *Hub) anchorCatchUp(src HistorySource, s *Subscriber, name string, from uint64, id string) {
 	var before []*Item
 	found := false
@@ -192,8 +193,8 @@ func (s *Subscriber) holdBack(channel string) {
 // up; it reports false when s is not catching up on channel.
 func (s *Subscriber) holdLocked(channel string, it *Item, cost, maxItems, maxBytes int) (res enqueueResult, lost int, held bool) {
 	hb := s.held[channel]
-	if hb == nil {
-		return 0, 0, false
+	if hb == nil || s.hintLocked(it) {
+		return 0, 0, false // a hint asks for no order: it goes through
 	}
 	if _, dup := hb.seen[it.ID]; dup && it.ID != "" {
 		return enqueueSkipped, 0, true
@@ -204,11 +205,24 @@ func (s *Subscriber) holdLocked(channel string, it *Item, cost, maxItems, maxByt
 	}
 	hb.queue = append(hb.queue, Delivery{Channel: channel, Item: it})
 	hb.bytes += cost
-	if hb.anchoring && !hb.started && it.ID != "" {
+	if hb.anchoring && !hb.started {
+		// An item without id cannot be found in the stream: it releases
+		// the catch-up unanchored.
 		hb.started = true
 		hb.anchor(it.ID) // starts a goroutine
 	}
 	return enqueueDone, 0, true
+}
+
+// hintLocked reports whether the format of it that s receives is a hint.
+func (s *Subscriber) hintLocked(it *Item) bool {
+	switch s.kind {
+	case KindResponse:
+		return it.HTTPResponse != nil && it.HTTPResponse.Action == ActionHint
+	case KindStream:
+		return it.HTTPStream != nil && it.HTTPStream.Action == ActionHint
+	}
+	return false
 }
 
 // replayHeldBack ends the first read of channel's catch-up, under the
@@ -277,12 +291,9 @@ func (s *Subscriber) setAnchor(channel string, start func(id string)) {
 		return
 	}
 	hb.anchoring, hb.anchor = true, start
-	for _, d := range hb.queue {
-		if d.Item.ID != "" {
-			hb.started = true
-			start(d.Item.ID)
-			return
-		}
+	if len(hb.queue) > 0 {
+		hb.started = true
+		start(hb.queue[0].Item.ID)
 	}
 }
 

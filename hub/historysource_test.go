@@ -180,3 +180,27 @@ func TestCatchUpEndsWithTheSubscription(t *testing.T) {
 	publishIDs(t, h, "c", "3")
 	wantIDs(t, "live", itemIDs(s), "3")
 }
+
+func TestCatchUpReleasesAnItemWithoutIDUnanchoredAndLetsHintsThrough(t *testing.T) {
+	b := &sourceBus{reads: []sourceRead{{items: items("c", "1", "2"), next: 10}}}
+	h := sourceHub(t, b)
+	s := NewSubscriber(KindStream)
+	if _, res := h.SubscribeAfter(s, "c", "1"); res != HistoryRecovered {
+		t.Fatalf("result %v", res)
+	}
+	wantIDs(t, "the replay", itemIDs(s), "2")
+	// A hint is no content: it reaches the hold at once.
+	h.Update("c")
+	if got := s.Take(nil); len(got) != 1 || got[0].Item.HTTPStream.Action != ActionHint {
+		t.Fatalf("hint during the anchoring: %v", got)
+	}
+	// An item without id cannot be looked up: released, and counted.
+	publishIDs(t, h, "c", "")
+	wantIDs(t, "the item without id", takeUntil(t, s, 1), "")
+	if c := h.Counters(); c.HistoryUnanchored != 1 {
+		t.Fatalf("counters %+v", c)
+	}
+	if froms := b.readsMade(); len(froms) != 1 {
+		t.Fatalf("reads from %v", froms)
+	}
+}

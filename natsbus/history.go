@@ -325,8 +325,11 @@ func (h *jsHistory) receiveAck(m *nats.Msg) {
 	a := h.acks[id]
 	delete(h.acks, id)
 	h.amu.Unlock()
-	if a == nil {
-		return // expired already
+	if a == nil { // expired already: it still tells whether the stream answers
+		if ackError(m) == nil {
+			h.healthy.Store(true)
+		}
+		return
 	}
 	if err := ackError(m); err != nil {
 		h.writeFailed.Add(1)
