@@ -308,7 +308,8 @@ func (a *ackBatch) expire() {
 	if n > 0 {
 		h.writeFailed.Add(uint64(n))
 		h.healthy.Store(false)
-		h.logOnce("history stream did not confirm a publish in time, live delivery goes on", nil)
+		h.logOnce("history stream did not confirm a publish in time, live delivery goes on",
+			fmt.Errorf("%w: %d publishes unconfirmed after %v", ErrNoHistory, n, h.o.AckTimeout))
 		h.ensure(false)
 	}
 	a.finish()
