@@ -62,6 +62,9 @@ const (
 	ensureInterval = 5 * time.Second
 	// historyLogInterval rate-limits the history failure log lines.
 	historyLogInterval = time.Minute
+	// maxReads bounds the reads in flight per bus (of different channels
+	// or positions), and so the memory they hold: maxReads × MaxFetchBytes.
+	maxReads = 16
 )
 
 // ErrNoHistory is what ReadHistory wraps when the stream cannot be read
@@ -131,6 +134,7 @@ type jsHistory struct {
 
 	fmu    sync.Mutex
 	rounds map[readKey]*readQueue
+	reads  chan struct{} // a token per read in flight, at most maxReads
 
 	stored, writeFailed, fetches, fetchFailed, shared atomic.Uint64
 }
@@ -148,7 +152,7 @@ func newHistory(b *Bus, o HistoryOptions) (*jsHistory, error) {
 	o.AckTimeout = cmp.Or(max(o.AckTimeout, 0), DefaultAckTimeout)
 	o.MaxFetchBytes = cmp.Or(max(o.MaxFetchBytes, 0), DefaultMaxFetchBytes)
 	h := &jsHistory{b: b, o: o, stream: StreamName(b.prefix), inbox: nats.NewInbox(),
-		acks: make(map[uint64]*ackBatch), rounds: make(map[readKey]*readQueue)}
+		acks: make(map[uint64]*ackBatch), rounds: make(map[readKey]*readQueue), reads: make(chan struct{}, maxReads)}
 	h.healthy.Store(true)
 	return h, nil
 }
@@ -214,7 +218,7 @@ func (h *jsHistory) config() jetstream.StreamConfig {
 // background, at most once per ensureInterval unless force is set (the
 // connection came up).
 func (h *jsHistory) ensure(force bool) {
-	if !h.started.Load() {
+	if !h.started.Load() || h.b.nc.IsClosed() {
 		return
 	}
 	now := time.Now().UnixNano()
@@ -436,7 +440,9 @@ func (h *jsHistory) read(channel string, from uint64) *readResult {
 // run reads for r, then for the read queued meanwhile, if any.
 func (h *jsHistory) run(k readKey, r *readResult) {
 	for r != nil {
+		h.reads <- struct{}{}
 		r.items, r.next, r.complete, r.err = h.fetch(k.channel, k.from)
+		<-h.reads
 		close(r.done)
 		h.fmu.Lock()
 		q := h.rounds[k]
