@@ -51,7 +51,7 @@ type heldBack struct {
 	// (not in seen) starts anchor, once.
 	anchoring bool
 	started   bool
-	anchor    func(id string)
+	anchor    func(hb *heldBack, id string)
 }
 
 // catchUpRemote finishes a SubscribeAfter whose prev-id the ring did not
@@ -87,7 +87,7 @@ func (h *Hub) catchUpRemote(src HistorySource, s *Subscriber, name, prevID strin
 			h.slowLater(s)
 		}
 		if anchor {
-			s.setAnchor(name, func(id string) { go h.anchorCatchUp(src, s, name, next, id) })
+			s.setAnchor(name, func(hb *heldBack, id string) { go h.anchorCatchUp(src, s, hb, name, next, id) })
 		}
 	})
 	return res
@@ -99,7 +99,7 @@ func (h *Hub) catchUpRemote(src HistorySource, s *Subscriber, name, prevID strin
 // live items. If the item never shows (the stream lost it or pushed it
 // out, or it has no id), it releases them as they are, counted as
 // unanchored.
-func (h *Hub) anchorCatchUp(src HistorySource, s *Subscriber, name string, from uint64, id string) {
+func (h *Hub) anchorCatchUp(src HistorySource, s *Subscriber, hb *heldBack, name string, from uint64, id string) {
 	var before []*Item
 	found := false
 	for try := 0; try < anchorReads && id != "" && !found; try++ {
@@ -121,7 +121,7 @@ func (h *Hub) anchorCatchUp(src HistorySource, s *Subscriber, name string, from 
 		h.counts.historyUnanchored.Add(1)
 	}
 	h.withMember(s, name, func() {
-		if s.releaseHeldBack(name, before, h.config()) {
+		if s.releaseHeldBack(name, before, h.config(), hb) {
 			h.slowLater(s)
 		}
 	})
@@ -209,7 +209,7 @@ func (s *Subscriber) holdLocked(channel string, it *Item, cost, maxItems, maxByt
 		// An item without id cannot be found in the stream: it releases
 		// the catch-up unanchored.
 		hb.started = true
-		hb.anchor(it.ID) // starts a goroutine
+		hb.anchor(hb, it.ID) // starts a goroutine
 	}
 	return enqueueDone, 0, true
 }
@@ -233,7 +233,7 @@ func (s *Subscriber) hintLocked(it *Item) bool {
 // miss it releases the held-back items.
 func (s *Subscriber) replayHeldBack(channel string, items []*Item, found bool, cfg *Config) (res HistoryResult, anchor, overflowed bool) {
 	if !found || !fitsQueue(items, cfg) {
-		return HistoryMiss, false, s.releaseHeldBack(channel, nil, cfg)
+		return HistoryMiss, false, s.releaseHeldBack(channel, nil, cfg, nil)
 	}
 	// Queued past the hold-back: no live item on channel can arrive
 	// meanwhile, the caller holds the channel's lock.
@@ -275,7 +275,7 @@ func (s *Subscriber) replayHeldBack(channel string, items []*Item, found bool, c
 	}
 	s.mu.Unlock()
 	if overlap || hb == nil {
-		return HistoryRecovered, false, s.releaseHeldBack(channel, nil, cfg) || overflowed
+		return HistoryRecovered, false, s.releaseHeldBack(channel, nil, cfg, nil) || overflowed
 	}
 	return HistoryRecovered, true, overflowed
 }
@@ -283,7 +283,7 @@ func (s *Subscriber) replayHeldBack(channel string, items []*Item, found bool, c
 // setAnchor arms the anchoring of channel's catch-up with start, and
 // starts it if a live item with an id is held back already. The caller
 // holds the channel's lock.
-func (s *Subscriber) setAnchor(channel string, start func(id string)) {
+func (s *Subscriber) setAnchor(channel string, start func(hb *heldBack, id string)) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	hb := s.held[channel]
@@ -293,7 +293,7 @@ func (s *Subscriber) setAnchor(channel string, start func(id string)) {
 	hb.anchoring, hb.anchor = true, start
 	if len(hb.queue) > 0 {
 		hb.started = true
-		start(hb.queue[0].Item.ID)
+		start(hb, hb.queue[0].Item.ID)
 	}
 }
 
@@ -302,10 +302,15 @@ func (s *Subscriber) setAnchor(channel string, start func(id string)) {
 // was replayed, then the held-back live items. The ids replayed stay
 // skipped on the live path until a live item with another id arrives:
 // their live copies may still be on their way. It reports s ended as slow
-// on the way.
-func (s *Subscriber) releaseHeldBack(channel string, before []*Item, cfg *Config) (overflowed bool) {
+// on the way. With only set, it ends that catch-up and no later one (s
+// left the channel and came back meanwhile).
+func (s *Subscriber) releaseHeldBack(channel string, before []*Item, cfg *Config, only *heldBack) (overflowed bool) {
 	s.mu.Lock()
 	hb := s.held[channel]
+	if only != nil && hb != only {
+		s.mu.Unlock()
+		return false
+	}
 	delete(s.held, channel)
 	if len(s.held) == 0 {
 		s.held = nil
