@@ -97,7 +97,20 @@ type HistoryOptions struct {
 	// gave none) and "websocket" (a "prev-id" field on the subscribe
 	// control message). EXPERIMENTAL: extensions to GRIP.
 	Resume []string `json:"resume,omitempty"`
+	// Store is where the history lives: "memory" (each node keeps the
+	// channels it follows) or "jetstream" (with `nats`: one JetStream
+	// stream per hub, with size, ttl and max_bytes as its limits, so any
+	// node catches a client up on any channel, the memory ring being a
+	// cache). Default: "jetstream" when `nats` is set, else "memory".
+	// EXPERIMENTAL.
+	Store string `json:"store,omitempty"`
 }
+
+// The history stores.
+const (
+	storeMemory    = "memory"
+	storeJetStream = "jetstream"
+)
 
 // resumeFlags are the Resume extensions turned on.
 type resumeFlags struct{ lastEventID, websocket bool }
@@ -122,6 +135,9 @@ func (o *HistoryOptions) config() (hub.HistoryConfig, error) {
 		if r != "last_event_id" && r != "websocket" {
 			return hub.HistoryConfig{}, fmt.Errorf("resume %q: want last_event_id or websocket", r)
 		}
+	}
+	if o.Store != "" && o.Store != storeMemory && o.Store != storeJetStream {
+		return hub.HistoryConfig{}, fmt.Errorf("store %q: want memory or jetstream", o.Store)
 	}
 	return hub.HistoryConfig{Channels: o.Channels, Size: o.Size, TTL: time.Duration(o.TTL), MaxBytes: o.MaxBytes}, nil
 }
@@ -164,11 +180,26 @@ func (a *App) Provision(ctx caddy.Context) error {
 		return fmt.Errorf("grip: limits: %w", err)
 	}
 	if a.NATS == nil {
+		if a.History != nil && a.History.Store == storeJetStream {
+			return fmt.Errorf("grip: history: store jetstream: needs the nats option")
+		}
 		return nil
 	}
 	opts, key, err := a.NATS.resolve(caddy.NewReplacer())
 	if err != nil {
 		return fmt.Errorf("grip: nats: %w", err)
+	}
+	if a.History != nil && a.History.Store != storeMemory {
+		hist := a.hubCfg.History
+		maxBytes := hist.MaxBytes
+		if maxBytes <= 0 {
+			maxBytes = hub.DefaultHistoryBytes
+		}
+		opts.History = &natsbus.HistoryOptions{Covers: hist.Keeps, Size: hist.Size, MaxAge: hist.TTL, MaxBytes: int64(maxBytes)}
+		// A change of the history's limits makes a new bus, which
+		// updates the stream.
+		k, _ := json.Marshal([]any{hist.Channels, hist.Size, hist.TTL, maxBytes})
+		key += " history " + string(k)
 	}
 	a.opts, a.key = opts, key
 	return nil

@@ -1,12 +1,16 @@
 package caddygrip
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+
+	"github.com/caddy-grip/grip/hub"
+	"github.com/caddy-grip/grip/natsbus"
 )
 
 func adaptApp(t *testing.T, global string) (map[string]any, error) {
@@ -128,7 +132,8 @@ func TestHubSubjectPrefixIsOneTokenPerHub(t *testing.T) {
 
 func TestGlobalHistoryOptionAdaptsAndFailsClosed(t *testing.T) {
 	for global, want := range map[string]string{
-		"\tgrip {\n\t\thistory 100\n\t}": `{"history":{"size":100}}`,
+		"\tgrip {\n\t\thistory 100\n\t}":                                        `{"history":{"size":100}}`,
+		"\tgrip {\n\t\thistory {\n\t\t\tsize 5\n\t\t\tstore memory\n\t\t}\n\t}": `{"history":{"size":5,"store":"memory"}}`,
 		"\tgrip {\n\t\thistory {\n\t\t\tchannels news.* ticker/*\n\t\t\tsize 10\n\t\t\tttl 10m\n\t\t\tmax_bytes 64MiB\n\t\t}\n\t}": `{"history":{"channels":["news.*","ticker/*"],"max_bytes":67108864,"size":10,"ttl":600000000000}}`,
 	} {
 		app, err := adaptApp(t, global)
@@ -146,14 +151,50 @@ func TestGlobalHistoryOptionAdaptsAndFailsClosed(t *testing.T) {
 		{"\tgrip {\n\t\thistory {\n\t\t\tsize 1\n\t\t\tmax_bytes huge\n\t\t}\n\t}", "max_bytes"},
 		{"\tgrip {\n\t\thistory {\n\t\t\tsize 1\n\t\t\tkeep all\n\t\t}\n\t}", `unknown option "keep"`},
 		{"\tgrip {\n\t\thistory 1\n\t\thistory 2\n\t}", "history given twice"},
+		{"\tgrip {\n\t\thistory {\n\t\t\tsize 1\n\t\t\tstore disk\n\t\t}\n\t}", `store "disk": want memory or jetstream`},
+		{"\tgrip {\n\t\thistory {\n\t\t\tsize 1\n\t\t\tstore\n\t\t}\n\t}", "wrong argument count"},
 	} {
 		if _, err := adaptApp(t, tc.global); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%q: %v, want %q", tc.global, err, tc.want)
 		}
 	}
-	for _, o := range []HistoryOptions{{}, {Size: 1, TTL: -1}, {Size: 1, MaxBytes: -1}, {Size: 1, Channels: []string{""}}} {
+	for _, o := range []HistoryOptions{{}, {Size: 1, TTL: -1}, {Size: 1, MaxBytes: -1}, {Size: 1, Channels: []string{""}}, {Size: 1, Store: "Memory"}} {
 		if _, err := o.config(); err == nil {
 			t.Errorf("%+v accepted", o)
 		}
+	}
+}
+
+func TestHistoryStoreJetStreamNeedsNATSAndChangesTheBusKey(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	a := &App{History: &HistoryOptions{Size: 5, Store: storeJetStream}}
+	if err := a.Provision(ctx); err == nil || !strings.Contains(err.Error(), "store jetstream: needs the nats option") {
+		t.Fatalf("store jetstream without nats: %v", err)
+	}
+	key := func(h *HistoryOptions) (string, *natsbus.Options) {
+		t.Helper()
+		a := &App{NATS: &NATSConfig{URLs: []string{"nats://127.0.0.1:4222"}}, History: h}
+		if err := a.Provision(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return a.key, a.opts
+	}
+	none, o := key(nil)
+	if o.History != nil {
+		t.Fatal("history in JetStream without a history option")
+	}
+	auto, o := key(&HistoryOptions{Size: 5, Channels: []string{"news.*"}})
+	if o.History == nil || o.History.Size != 5 || o.History.MaxBytes != hub.DefaultHistoryBytes ||
+		!o.History.Covers("news.a") || o.History.Covers("other") {
+		t.Fatalf("history options %+v", o.History)
+	}
+	mem, o := key(&HistoryOptions{Size: 5, Store: storeMemory})
+	if o.History != nil {
+		t.Fatal("store memory put the history in JetStream")
+	}
+	bigger, _ := key(&HistoryOptions{Size: 6, Channels: []string{"news.*"}})
+	if auto == none || mem != none || bigger == auto {
+		t.Fatalf("keys: none %s, jetstream %s, memory %s, size 6 %s", none, auto, mem, bigger)
 	}
 }

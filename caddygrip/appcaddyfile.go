@@ -56,6 +56,7 @@ func parseGripApp(d *caddyfile.Dispenser, _ any) (any, error) {
 //			ttl       <duration>
 //			max_bytes <size>
 //			resume    last_event_id|websocket...
+//			store     memory|jetstream
 //		}
 //	}
 func (a *App) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
@@ -129,6 +130,15 @@ func parseHistory(d *caddyfile.Dispenser) (*HistoryOptions, error) {
 					return nil, d.Errf("grip: history: resume %q: want last_event_id or websocket", r)
 				}
 			}
+		case "store":
+			var v string
+			if !d.AllArgs(&v) {
+				return nil, d.ArgErr()
+			}
+			if v != storeMemory && v != storeJetStream {
+				return nil, d.Errf("grip: history: store %q: want memory or jetstream", v)
+			}
+			h.Store = v
 		case "size":
 			n, err := intArg(d, "grip: history", opt)
 			if err != nil {

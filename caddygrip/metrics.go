@@ -27,6 +27,8 @@ type hubMetrics struct {
 	deliveries, dropped, reordered, disconnects           *prometheus.Desc
 	busConnected, busReconnects, busMessages, busFollowed *prometheus.Desc
 	historyResumes, historyItems, historyBytes            *prometheus.Desc
+	historyBusResumes, historyBusWrites, historyBusReads  *prometheus.Desc
+	historyBusReady                                       *prometheus.Desc
 
 	originRequests  *prometheus.CounterVec
 	originDuration  *prometheus.HistogramVec
@@ -63,14 +65,19 @@ func newHubMetrics(name string, h *hub.Hub, bus func() (natsbus.Stats, bool)) *h
 		return prometheus.NewDesc("caddy_grip_"+metric, help, labels, hubLabel)
 	}
 	m := &hubMetrics{
-		hub:              h,
-		bus:              bus,
-		busConnected:     desc("bus_connected", "1 while the hub's NATS connection is up, 0 while it is down; absent with the local bus."),
-		busReconnects:    desc("bus_reconnects_total", "Reconnections of the hub's NATS connection."),
-		busMessages:      desc("bus_messages_total", "Item messages the hub's NATS bus sent (out) and received (in).", "direction"),
-		busFollowed:      desc("bus_followed_channels", "Channels the hub follows on NATS, lingering ones included."),
-		historyResumes:   desc("history_resumes_total", "Holds with a prev-id on a channel that keeps history: caught up from it (recovered) or not (miss).", "result"),
-		historyItems:     desc("history_items", "Items the hub's history keeps now."),
+		hub:            h,
+		bus:            bus,
+		busConnected:   desc("bus_connected", "1 while the hub's NATS connection is up, 0 while it is down; absent with the local bus."),
+		busReconnects:  desc("bus_reconnects_total", "Reconnections of the hub's NATS connection."),
+		busMessages:    desc("bus_messages_total", "Item messages the hub's NATS bus sent (out) and received (in).", "direction"),
+		busFollowed:    desc("bus_followed_channels", "Channels the hub follows on NATS, lingering ones included."),
+		historyResumes: desc("history_resumes_total", "Holds with a prev-id on a channel that keeps history: caught up from it (recovered) or not (miss).", "result"),
+		historyItems:   desc("history_items", "Items the hub's history keeps now."),
+		historyBusResumes: desc("history_bus_resumes_total", "Recoveries served by the JetStream history because this node's ring lacked the prev-id (recovered), "+
+			"and those whose live items were released without the second read confirming nothing fell between (unanchored).", "result"),
+		historyBusWrites: desc("history_bus_writes_total", "Publishes on history channels the JetStream stream confirmed (stored) or refused or left unconfirmed (failed); live delivery goes on either way.", "result"),
+		historyBusReads:  desc("history_bus_reads_total", "History reads sent to JetStream that answered (ok) or failed, and catch-ups that joined a queued read (shared).", "result"),
+		historyBusReady:  desc("history_bus_ready", "1 once the JetStream history stream is created or updated as configured, 0 while it is not; absent without it."),
 		historyBytes:     desc("history_bytes", "Bytes the hub's history keeps now."),
 		connections:      desc("connections", "Held client connections now, by transport.", "transport"),
 		connectionsTotal: desc("connections_total", "Holds started, by transport.", "transport"),
@@ -108,7 +115,8 @@ func (m *hubMetrics) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{m.connections, m.connectionsTotal, m.channels, m.published,
 		m.deliveries, m.dropped, m.reordered, m.disconnects,
 		m.busConnected, m.busReconnects, m.busMessages, m.busFollowed,
-		m.historyResumes, m.historyItems, m.historyBytes} {
+		m.historyResumes, m.historyItems, m.historyBytes,
+		m.historyBusResumes, m.historyBusWrites, m.historyBusReads, m.historyBusReady} {
 		ch <- d
 	}
 	m.originRequests.Describe(ch)
@@ -154,6 +162,21 @@ func (m *hubMetrics) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(m.busFollowed, gauge, float64(st.Followed))
 			ch <- prometheus.MustNewConstMetric(m.dropped, counter, float64(st.Dropped), dropBusSlowConsumer)
 			ch <- prometheus.MustNewConstMetric(m.dropped, counter, float64(st.Invalid), dropBusInvalid)
+			if st.HistoryOn {
+				hs := st.History
+				ready := 0.0
+				if hs.Ready {
+					ready = 1
+				}
+				ch <- prometheus.MustNewConstMetric(m.historyBusReady, gauge, ready)
+				ch <- prometheus.MustNewConstMetric(m.historyBusResumes, counter, float64(c.HistoryFromBus), "recovered")
+				ch <- prometheus.MustNewConstMetric(m.historyBusResumes, counter, float64(c.HistoryUnanchored), "unanchored")
+				ch <- prometheus.MustNewConstMetric(m.historyBusWrites, counter, float64(hs.Stored), "stored")
+				ch <- prometheus.MustNewConstMetric(m.historyBusWrites, counter, float64(hs.WriteFailed), "failed")
+				ch <- prometheus.MustNewConstMetric(m.historyBusReads, counter, float64(hs.Fetches-hs.FetchFailed), "ok")
+				ch <- prometheus.MustNewConstMetric(m.historyBusReads, counter, float64(hs.FetchFailed), "failed")
+				ch <- prometheus.MustNewConstMetric(m.historyBusReads, counter, float64(hs.Shared), "shared")
+			}
 		}
 	}
 	m.originRequests.Collect(ch)

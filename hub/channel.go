@@ -240,6 +240,8 @@ func (c *channel) removeLocked(s *Subscriber) bool {
 
 	s.mu.Lock()
 	delete(s.chans, c.name)
+	delete(s.held, c.name) // a catch-up in flight ends with the subscription
+	delete(s.replayed, c.name)
 	none := len(s.chans) == 0
 	s.mu.Unlock()
 	if none {

@@ -137,6 +137,9 @@ type counters struct {
 	disconnects [numKinds][NumDisconnectReasons]atomic.Uint64
 	// historyRecovered and historyMissed count SubscribeAfter's results.
 	historyRecovered, historyMissed atomic.Uint64
+	// historyFromBus counts the recoveries a HistorySource served, and
+	// historyUnanchored the catch-ups whose anchor read failed.
+	historyFromBus, historyUnanchored atomic.Uint64
 }
 
 // HoldStarted counts a held connection of kind k, from its first
@@ -190,6 +193,12 @@ type Counters struct {
 	// its size now.
 	HistoryRecovered, HistoryMissed uint64
 	HistoryItems, HistoryBytes      int64
+	// HistoryFromBus counts the recoveries (in HistoryRecovered) the bus's
+	// shared history served because this node's ring did not know the
+	// prev-id; HistoryUnanchored, those whose live items were released
+	// without the second read confirming that nothing fell between
+	// (the bus's history failed, or live items carry no id).
+	HistoryFromBus, HistoryUnanchored uint64
 }
 
 // Counters returns a snapshot of the counts by reason and transport; it
@@ -197,6 +206,7 @@ type Counters struct {
 func (h *Hub) Counters() Counters {
 	c := Counters{Channels: h.channels.Load(), Published: h.published.Load(), Reordered: h.reordered.Load(),
 		HistoryRecovered: h.counts.historyRecovered.Load(), HistoryMissed: h.counts.historyMissed.Load(),
+		HistoryFromBus: h.counts.historyFromBus.Load(), HistoryUnanchored: h.counts.historyUnanchored.Load(),
 		HistoryItems: h.history.entries.Load(), HistoryBytes: h.history.bytes.Load()}
 	for r := range c.Dropped {
 		c.Dropped[r] = h.counts.drops[r].Load()

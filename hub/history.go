@@ -58,6 +58,10 @@ func (c *HistoryConfig) enabled(channel string) bool {
 	return false
 }
 
+// Keeps reports whether channel keeps history under c, so that a bus
+// with history of its own covers the same channels.
+func (c *HistoryConfig) Keeps(channel string) bool { return c.enabled(channel) }
+
 // globMatch matches name against pattern, where '*' matches any run of
 // characters (dots and slashes included) and every other byte itself.
 func globMatch(pattern, name string) bool {
@@ -224,28 +228,36 @@ const (
 // SubscribeAfter subscribes s to the channel name like Subscribe and, when
 // the channel keeps history and has prevID in it, queues the items published
 // after prevID to s first, atomically with the subscription: a publish
-// racing it is delivered once, after them. It reports what the history
-// gave.
+// racing it is delivered once, after them. When the hub's ring does not
+// know prevID and the bus is a HistorySource, it asks the bus (waiting for
+// it, with no hub lock held, at most historyFetchWait), holding s's live
+// items on the channel back meanwhile (see catchUpRemote). It reports what
+// the history gave.
 func (h *Hub) SubscribeAfter(s *Subscriber, name, prevID string) (first bool, res HistoryResult) {
 	cfg := &h.config().History
 	if prevID == "" || !cfg.enabled(name) {
 		return h.Subscribe(s, name), HistoryOff
 	}
 	res = HistoryMiss
+	src, _ := h.currentBus().(HistorySource)
+	if src != nil && !src.KeepsHistory(name) {
+		src = nil
+	}
+	remote := false
 	first = h.subscribeWith(s, name, func(c *channel) {
 		sh := h.history.shard(c.hash)
 		sh.mu.Lock()
 		items, ok := h.history.afterLocked(sh, cfg, name, prevID, time.Now())
 		sh.mu.Unlock()
 		if !ok {
+			if src != nil {
+				s.holdBack(name)
+				remote = true
+			}
 			return
 		}
 		qc := h.config()
-		total := 0
-		for _, it := range items {
-			total += it.Cost()
-		}
-		if len(items) > qc.QueueItems || total > qc.QueueBytes {
+		if !fitsQueue(items, qc) {
 			return
 		}
 		for _, it := range items {
@@ -256,6 +268,11 @@ func (h *Hub) SubscribeAfter(s *Subscriber, name, prevID string) (first bool, re
 		}
 		res = HistoryRecovered
 	})
+	if remote {
+		if res = h.catchUpRemote(src, s, name, prevID); res == HistoryRecovered {
+			h.counts.historyFromBus.Add(1)
+		}
+	}
 	if res == HistoryRecovered {
 		h.counts.historyRecovered.Add(1)
 	} else {

@@ -104,7 +104,12 @@ type Subscriber struct {
 	round  *wakeRound // the channel wake that sent it, if paced
 	ended  bool
 	reason CloseReason
-	chans  map[string]struct{} // channels subscribed, kept by the hub
+	chans  map[string]struct{}  // channels subscribed, kept by the hub
+	held   map[string]*heldBack // channels catching up from a HistorySource
+	// replayed are, per channel caught up from a HistorySource, the ids of
+	// history items whose live copy may still be on its way (see
+	// releaseHeldBack).
+	replayed map[string]map[string]struct{}
 
 	filt atomic.Pointer[subFilters] // meta and filters; nil when none
 }
@@ -207,6 +212,16 @@ func (s *Subscriber) enqueue(channel string, it *formats.Item, cost, maxItems, m
 	if s.ended {
 		s.mu.Unlock()
 		return enqueueSkipped, 0
+	}
+	if s.replayed != nil && s.skipReplayedLocked(channel, it.ID) {
+		s.mu.Unlock()
+		return enqueueSkipped, 0
+	}
+	if s.held != nil {
+		if res, lost, held := s.holdLocked(channel, it, cost, maxItems, maxBytes); held {
+			s.mu.Unlock()
+			return res, lost
+		}
 	}
 	n := len(s.queue)
 	if n > 0 && (n+1 > maxItems || s.qbytes+cost > maxBytes) {

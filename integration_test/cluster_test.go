@@ -31,6 +31,7 @@ type cluster struct {
 	nats     *natsserver.Server
 	origin   *clusterOrigin
 	nodes    []*clusterNode
+	grip     string // more of the grip global option, after nats
 }
 
 // clusterNode is one Caddy process of a cluster.
@@ -138,6 +139,15 @@ func startCluster(t *testing.T, n int) *cluster {
 	t.Helper()
 	c := &cluster{t: t, natsPort: freePort(), origin: startClusterOrigin(t)}
 	c.nats = startNATS(t, c.natsPort)
+	c.startNodes(n)
+	return c
+}
+
+// startNodes runs n Caddy nodes joined to c's NATS server, which it shuts
+// down when the test ends.
+func (c *cluster) startNodes(n int) {
+	t := c.t
+	t.Helper()
 	t.Cleanup(func() {
 		if c.nats != nil {
 			c.nats.Shutdown()
@@ -152,7 +162,6 @@ func startCluster(t *testing.T, n int) *cluster {
 		node.proc = startCaddyProcess(t, c.caddyfile(node, ""), node.addr)
 		c.nodes = append(c.nodes, node)
 	}
-	return c
 }
 
 // caddyfile is a node's config; natsExtra goes inside the nats block.
@@ -167,6 +176,7 @@ func (c *cluster) caddyfile(n *clusterNode, natsExtra string) string {
 			linger 2s
 			%s
 		}
+		%s
 	}
 }
 http://%s {
@@ -185,7 +195,7 @@ http://%s {
 		reverse_proxy %s
 	}
 }
-`, n.admin, c.natsPort, n.name, natsExtra, n.addr, strings.TrimPrefix(c.origin.url, "http://"), strings.TrimPrefix(c.origin.url, "http://"))
+`, n.admin, c.natsPort, n.name, natsExtra, c.grip, n.addr, strings.TrimPrefix(c.origin.url, "http://"), strings.TrimPrefix(c.origin.url, "http://"))
 }
 
 // reload replaces node n's config through its admin endpoint.

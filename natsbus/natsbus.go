@@ -62,8 +62,12 @@ type Options struct {
 	// receive. Items on followed channels reach the receiver instead.
 	LastID func(channel, id string)
 	// Log, if set, is told of connection events ("disconnected",
-	// "reconnected", "slow consumer", "error"), for the operator's log.
+	// "reconnected", "slow consumer", "error") and history failures, for
+	// the operator's log.
 	Log func(event string, err error)
+	// History, if set, keeps the channels it covers in a JetStream stream
+	// that any node can catch a client up from (see history.go).
+	History *HistoryOptions
 }
 
 // Stats counts the bus's traffic, for metrics.
@@ -85,6 +89,9 @@ type Stats struct {
 	// Followed is the number of channels subscribed on NATS, lingering
 	// ones included.
 	Followed int
+	// HistoryOn reports a JetStream history configured; History counts it.
+	HistoryOn bool
+	History   HistoryStats
 }
 
 // Bus is a hub.Bus over a NATS connection.
@@ -111,6 +118,9 @@ type Bus struct {
 	flushing bool
 
 	lastMissed atomic.Int64 // unix nanos of the last missed callback
+
+	hist *jsHistory // nil without Options.History
+	log  func(event string, err error)
 
 	reconnects, in, out, slow, invalid atomic.Uint64
 	droppedGone                        atomic.Uint64 // Dropped of subscriptions since unsubscribed
@@ -149,10 +159,14 @@ func New(o Options, recv hub.Receiver, missed func(channels []string)) (*Bus, er
 	for i := range b.shards {
 		b.shards[i] = make(chan *nats.Msg, o.ShardBuffer)
 	}
-	logf := func(event string, err error) {
-		if o.Log != nil {
-			o.Log(event, err)
+	b.log = o.Log
+	logf := b.logf
+	if o.History != nil {
+		h, err := newHistory(b, *o.History)
+		if err != nil {
+			return nil, err
 		}
+		b.hist = h
 	}
 	opts := []nats.Option{
 		nats.Name(o.Name),
@@ -164,8 +178,10 @@ func New(o Options, recv hub.Receiver, missed func(channels []string)) (*Bus, er
 		nats.ReconnectHandler(func(*nats.Conn) {
 			b.reconnects.Add(1)
 			logf("reconnected", nil)
+			b.hist.ensureIfOn()
 			b.signalMissed(true)
 		}),
+		nats.ConnectHandler(func(*nats.Conn) { b.hist.ensureIfOn() }),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logf("disconnected", err) }),
 		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
 			if errors.Is(err, nats.ErrSlowConsumer) {
@@ -188,11 +204,32 @@ func New(o Options, recv hub.Receiver, missed func(channels []string)) (*Bus, er
 		nc.Close()
 		return nil, fmt.Errorf("natsbus: subscribing to last ids: %w", err)
 	}
+	if b.hist != nil {
+		if err := b.hist.start(); err != nil {
+			nc.Close()
+			return nil, err
+		}
+	}
 	for _, ch := range b.shards {
 		b.wg.Add(1)
 		go b.deliver(ch)
 	}
 	return b, nil
+}
+
+func (b *Bus) logf(event string, err error) {
+	if b.log != nil {
+		b.log(event, err)
+	}
+}
+
+// subject is channel's subject on this bus: its history subject when the
+// history stream covers it.
+func (b *Bus) subject(channel string) string {
+	if b.hist.covers(channel) {
+		return HistorySubject(b.prefix, channel)
+	}
+	return Subject(b.prefix, channel)
 }
 
 func joinURLs(urls []string) string {
@@ -222,7 +259,11 @@ func IDsSubject(prefix string) string { return prefix + ".ids" }
 // the items' channels and ids on IDsSubject, for the nodes that do not
 // follow them, and returns once the server has them all, so that an
 // accepted publish is not lost in a buffer when the connection drops. It
-// fails at once while NATS is unreachable.
+// fails at once while NATS is unreachable. An item on a channel the
+// history stream covers is published on its history subject, which the
+// stream captures, so it is stored once and delivered live whether or not
+// JetStream answers; Publish then also waits (at most AckTimeout, and only
+// while the stream has been answering) for the stream to confirm it.
 func (b *Bus) Publish(items []*formats.Item) error {
 	if !b.nc.IsConnected() {
 		return ErrDisconnected
@@ -245,11 +286,21 @@ func (b *Bus) Publish(items []*formats.Item) error {
 		}
 		msgs[i] = data
 	}
+	var acks *ackBatch
 	for i, it := range items {
 		if it == nil {
 			continue
 		}
-		if err := b.nc.Publish(Subject(b.prefix, it.Channel), msgs[i]); err != nil {
+		var err error
+		if b.hist.covers(it.Channel) {
+			m := b.hist.historyMsg(it, msgs[i])
+			b.hist.request(&acks, m)
+			err = b.nc.PublishMsg(m)
+		} else {
+			err = b.nc.Publish(Subject(b.prefix, it.Channel), msgs[i])
+		}
+		if err != nil {
+			acks.start()
 			if errors.Is(err, nats.ErrReconnectBufExceeded) || !b.nc.IsConnected() {
 				return ErrDisconnected
 			}
@@ -257,6 +308,7 @@ func (b *Bus) Publish(items []*formats.Item) error {
 		}
 		b.out.Add(1)
 	}
+	acks.start()
 	if err := b.publishIDs(items); err != nil {
 		return err
 	}
@@ -268,6 +320,7 @@ func (b *Bus) Publish(items []*formats.Item) error {
 		}
 		return fmt.Errorf("natsbus: confirming publish: %w", err)
 	}
+	acks.wait()
 	return nil
 }
 
@@ -348,7 +401,7 @@ func (b *Bus) Follow(channel string) error {
 		return nil
 	}
 	shard := b.shards[maphash.String(b.seed, channel)%uint64(len(b.shards))]
-	sub, err := b.nc.ChanSubscribe(Subject(b.prefix, channel), shard)
+	sub, err := b.nc.ChanSubscribe(b.subject(channel), shard)
 	if err != nil {
 		return fmt.Errorf("natsbus: subscribing: %w", err)
 	}
@@ -435,8 +488,12 @@ func (b *Bus) Stats() Stats {
 		}
 	}
 	b.mu.Unlock()
-	return Stats{Dropped: dropped, Connected: b.nc.IsConnected(), Reconnects: b.reconnects.Load(), In: b.in.Load(),
+	st := Stats{Dropped: dropped, Connected: b.nc.IsConnected(), Reconnects: b.reconnects.Load(), In: b.in.Load(),
 		Out: b.out.Load(), SlowConsumer: b.slow.Load(), Invalid: b.invalid.Load(), Followed: n}
+	if b.hist != nil {
+		st.HistoryOn, st.History = true, b.hist.stats()
+	}
+	return st
 }
 
 // Close unsubscribes, closes the connection and stops the delivery
@@ -455,6 +512,7 @@ func (b *Bus) Close() error {
 	}
 	b.subs = nil
 	b.mu.Unlock()
+	b.hist.close()
 	b.nc.Close()
 	close(b.done)
 	b.wg.Wait()
@@ -526,7 +584,7 @@ func (b *Bus) deliver(ch chan *nats.Msg) {
 
 func (b *Bus) decode(m *nats.Msg) []*formats.Item {
 	it := new(formats.Item)
-	if err := json.Unmarshal(m.Data, it); err != nil || m.Subject != Subject(b.prefix, it.Channel) {
+	if err := json.Unmarshal(m.Data, it); err != nil || m.Subject != b.subject(it.Channel) {
 		b.invalid.Add(1)
 		return nil
 	}

@@ -27,6 +27,19 @@ func runServer(t *testing.T, port int) *server.Server {
 	return natsserver.RunServer(&o)
 }
 
+// runJetStream starts a server with JetStream on a random port, its store
+// in a temporary directory.
+func runJetStream(t *testing.T) *server.Server {
+	t.Helper()
+	o := natsserver.DefaultTestOptions
+	o.Port = -1
+	o.JetStream = true
+	o.StoreDir = t.TempDir()
+	s := natsserver.RunServer(&o)
+	t.Cleanup(s.Shutdown)
+	return s
+}
+
 func serverURL(s *server.Server) string {
 	return "nats://" + s.Addr().String()
 }
