@@ -39,10 +39,10 @@ type burstSettler struct {
 // settler is the node's: every grip handler's holds count towards it.
 var settler = &burstSettler{free: settleMemory}
 
-// settleMemory collects twice, the second time returning the free pages to
-// the OS: each collection halves the stack of a goroutine that uses less
-// than a quarter of it, so two bring a held connection's goroutines, grown
-// to 8 KB while connecting and parked shallow, down to 2 KB.
+// settleMemory collects twice: what sits in sync.Pools (net/http's
+// connection buffers among it) survives one collection in the pools'
+// victim caches and goes with the second, which also returns the free
+// pages to the OS.
 func settleMemory() {
 	runtime.GC()
 	debug.FreeOSMemory()
