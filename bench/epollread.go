@@ -13,7 +13,7 @@ import (
 // scenarios: with a goroutine per stream, every message a proxy writes on
 // its own costs a wake-up, a goroutine switch and two read calls (the
 // second one finds nothing and parks), about as much CPU as the proxy's
-// write, so the generator's core filled up first (PERF-NOTES B0.3). Here
+// write, so the generator's core filled up first. Here
 // one goroutine reads every stream of a group through an epoll set of its
 // own: one read call per ready stream, whatever it holds, and no
 // goroutine per stream. The epoll descriptor sits in Go's poller, so the

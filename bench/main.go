@@ -22,7 +22,8 @@
 //	cluster-local   one node without NATS (the local bus), 10,000 subscribers
 //	cluster-publish publishes/s entering on one node vs spread over the nodes
 //
-// Each run writes one JSON line (PERF-NOTES B6) and the whole invocation a
+// Each run writes one JSON line (parameters, metrics, bound, machine facts)
+// and the whole invocation a
 // markdown table of medians over the repetitions. The full comparison:
 //
 //	go run ./bench -build -targets caddy-grip,caddy,pushpin -scenarios all \
@@ -118,7 +119,7 @@ func main() {
 	flag.StringVar(&o.caddyBin, "caddy", "./caddy", "caddy binary built with caddy-grip")
 	flag.StringVar(&o.ppBin, "pushpin", "pushpin", "pushpin runner binary")
 	flag.BoolVar(&o.build, "build", false, "rebuild ./caddy with ./xcaddy.sh build first, so the current code is measured")
-	flag.StringVar(&o.pin, "pin", "0:1", "CPU lists proxy:generator for taskset (PERF-NOTES B0), or none")
+	flag.StringVar(&o.pin, "pin", "0:1", "CPU lists proxy:generator for taskset, or none")
 	flag.StringVar(&o.origin, "origin", defaultOriginAddr, "address of the bench's GRIP origin (port 0: a free one)")
 	flag.IntVar(&o.sutGomaxprocs, "sut-gomaxprocs", 0, "GOMAXPROCS of the measured Caddy (0: the number of CPUs it is pinned to); a diagnostic")
 	flag.IntVar(&o.pushpinLogLevel, "pushpin-log-level", 1, "Pushpin's log_level (a diagnostic: 3 logs every request; measure at 1)")
@@ -321,7 +322,7 @@ func run(p params, opt runOpts) error {
 }
 
 // checkFDs refuses sizes that cannot fit the per-process fd limit (20,000
-// on the box of BENCHMARKS.md, PERF-NOTES A8). The bench process holds the
+// on the box of BENCHMARKS.md). The bench process holds the
 // client end of every connection, plus the origin's end of every proxied
 // one; a proxy holds one fd per client (two for plain Caddy, which also
 // dials the origin per held client).

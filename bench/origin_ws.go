@@ -7,7 +7,7 @@ import (
 	"strconv"
 )
 
-// The origin's WebSocket side (GRIP-REFERENCE G and H): WebSocket-over-HTTP
+// The origin's WebSocket side (Pushpin's WebSocket-over-HTTP protocol, docs/websocket-over-http.md in its repository): WebSocket-over-HTTP
 // for the GRIP proxies, a held raw WebSocket for plain Caddy.
 
 // wohMaxBody is the largest WebSocket-over-HTTP request body the origin

@@ -101,7 +101,7 @@ func (w window) finish(r *Result, ops float64, opName string) {
 }
 
 // classify sets Bound from the CPU figures: a generator past 80% of its
-// core invalidates a run (PERF-NOTES B0.3).
+// core invalidates a run: the figure may be the generator's limit.
 func (r *Result) classify(pacedOrLatencyBound bool) {
 	m := r.Metrics
 	switch {
