@@ -7,8 +7,9 @@ import (
 	"strconv"
 )
 
-// The origin's WebSocket side (Pushpin's WebSocket-over-HTTP protocol, docs/websocket-over-http.md in its repository): WebSocket-over-HTTP
-// for the GRIP proxies, a held raw WebSocket for plain Caddy.
+// The origin's WebSocket side: WebSocket-over-HTTP for the GRIP proxies
+// (https://pushpin.org/docs/protocols/websocket-over-http/), a held raw
+// WebSocket for plain Caddy.
 
 // wohMaxBody is the largest WebSocket-over-HTTP request body the origin
 // reads (Pushpin batches at most 200,000 bytes of client messages).
