@@ -1,6 +1,7 @@
 package caddygrip
 
 import (
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -9,9 +10,9 @@ import (
 )
 
 // countingSettler is a burstSettler whose settles are counted, not run.
-func countingSettler() (*burstSettler, *int) {
-	n := new(int)
-	return &burstSettler{free: func() { *n++ }}, n
+func countingSettler() (*burstSettler, *atomic.Int32) {
+	n := new(atomic.Int32)
+	return &burstSettler{free: func() { n.Add(1) }}, n
 }
 
 func startHolds(b *burstSettler, n int) {
@@ -25,19 +26,19 @@ func TestSettleAfterABurstGoesQuiet(t *testing.T) {
 		b, settles := countingSettler()
 		startHolds(b, settleMinHolds-1)
 		time.Sleep(time.Minute)
-		if *settles != 0 {
-			t.Fatalf("%d settles after %d holds, want none below %d", *settles, settleMinHolds-1, settleMinHolds)
+		if settles.Load() != 0 {
+			t.Fatalf("%d settles after %d holds, want none below %d", settles.Load(), settleMinHolds-1, settleMinHolds)
 		}
 		startHolds(b, 1)
 		time.Sleep(settleQuiet / 2)
 		synctest.Wait()
-		if *settles != 0 {
+		if settles.Load() != 0 {
 			t.Fatal("settled before the holds were quiet")
 		}
 		time.Sleep(settleQuiet)
 		synctest.Wait()
-		if *settles != 1 {
-			t.Fatalf("%d settles once the burst was quiet, want 1", *settles)
+		if settles.Load() != 1 {
+			t.Fatalf("%d settles once the burst was quiet, want 1", settles.Load())
 		}
 	})
 }
@@ -53,13 +54,13 @@ func TestSettleWaitsWhileHoldsKeepComing(t *testing.T) {
 			startHolds(b, 10)
 		}
 		synctest.Wait()
-		if *settles != 0 {
-			t.Fatalf("%d settles during steady arrivals, want none", *settles)
+		if settles.Load() != 0 {
+			t.Fatalf("%d settles during steady arrivals, want none", settles.Load())
 		}
 		time.Sleep(settleQuiet)
 		synctest.Wait()
-		if *settles != 1 {
-			t.Fatalf("%d settles after the arrivals stopped, want 1", *settles)
+		if settles.Load() != 1 {
+			t.Fatalf("%d settles after the arrivals stopped, want 1", settles.Load())
 		}
 	})
 }
@@ -75,13 +76,13 @@ func TestSettleAtMostOnceEveryInterval(t *testing.T) {
 		startHolds(b, settleMinHolds)
 		time.Sleep(time.Second)
 		synctest.Wait()
-		if *settles != 1 {
-			t.Fatalf("%d settles a second after the first, want 1", *settles)
+		if settles.Load() != 1 {
+			t.Fatalf("%d settles a second after the first, want 1", settles.Load())
 		}
 		time.Sleep(time.Until(first.Add(settleEvery)) + time.Millisecond)
 		synctest.Wait()
-		if *settles != 2 {
-			t.Fatalf("%d settles once settleEvery passed, want 2", *settles)
+		if settles.Load() != 2 {
+			t.Fatalf("%d settles once settleEvery passed, want 2", settles.Load())
 		}
 	})
 }
